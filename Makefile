@@ -1,0 +1,48 @@
+# The recipe's interface: `make train`, `make test`, `make lint`. Each sets up .venv on first use.
+#   make train MODEL=bert-base-uncased DATA_DIR=data/cola_public CONFIG=configs/bert-base-uncased.yaml ARGS="--seed 1"
+
+VENV     ?= .venv
+PYTHON   ?= python3
+PY       := $(VENV)/bin/python
+CONFIG   ?= configs/bert-base-uncased.yaml
+MODEL    ?=
+DATA_DIR ?=
+ARGS     ?=
+# torch first, chosen for the machine: with an NVIDIA driver, the CUDA build from PyPI; without one,
+# torch 2.13.0 (a CPU build where the machine keeps one locally; an unpinned torch would pull a multi-GB
+# CUDA build onto a CPU-only box). Override with TORCH_SPEC="torch==X.Y" when you know better.
+TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
+
+RUN_FLAGS := --config $(CONFIG) $(if $(MODEL),--model_name_or_path $(MODEL)) $(if $(DATA_DIR),--data_dir $(DATA_DIR)) $(ARGS)
+
+.PHONY: setup train test test-slow lint format clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+train: setup
+	$(PY) run_cola.py $(RUN_FLAGS)
+
+test: setup
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+
+# Real checkpoints and real CoLA (../shared/cola_public); skipped with a reason when absent.
+test-slow: setup
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m slow
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: setup
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,69 @@
+"""Tokenizer and sequence-classification model, with one clear error when a checkpoint can't be had."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from recipe.arguments import ModelArguments
+
+COLA_LABELS = {0: "unacceptable", 1: "acceptable"}
+
+
+class CheckpointError(OSError):
+    """A model or tokenizer that could not be loaded; the message says what was tried and what to do."""
+
+
+def checkpoint_error_message(name: str, what: str, err: Exception) -> str:
+    """Say what was tried for `name` and how to pass a local folder instead."""
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    if Path(name).exists():
+        tried = f"'{name}' is a local path but does not hold a loadable {what}"
+    else:
+        tried = f"'{name}' is not a local folder, so it was looked up on the Hugging Face Hub" + (
+            " (HF_HUB_OFFLINE=1: no network was tried, only the local cache)" if offline else ""
+        )
+    return (
+        f"Could not load the {what} for --model_name_or_path {name}: {tried}, and that failed: "
+        f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}\n"
+        "Without a network, pass a folder saved with save_pretrained (config.json, model weights, "
+        "tokenizer files): --model_name_or_path /path/to/checkpoint. With a network, check the model id."
+    )
+
+
+def load_tokenizer(model_args: ModelArguments) -> PreTrainedTokenizerBase:
+    """Load the (fast) tokenizer named by --tokenizer_name or --model_name_or_path."""
+    name = model_args.tokenizer_name or model_args.model_name_or_path
+    try:
+        return AutoTokenizer.from_pretrained(
+            name,
+            cache_dir=model_args.cache_dir,
+            revision=model_args.model_revision,
+            trust_remote_code=model_args.trust_remote_code,
+        )
+    except (OSError, ValueError) as err:
+        raise CheckpointError(checkpoint_error_message(name, "tokenizer", err)) from err
+
+
+def load_model(model_args: ModelArguments) -> PreTrainedModel:
+    """Load the encoder with a fresh 2-way classification head (unacceptable / acceptable)."""
+    name = model_args.model_name_or_path
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            name,
+            num_labels=len(COLA_LABELS),
+            id2label=COLA_LABELS,
+            label2id={label: i for i, label in COLA_LABELS.items()},
+            cache_dir=model_args.cache_dir,
+            revision=model_args.model_revision,
+            trust_remote_code=model_args.trust_remote_code,
+        )
+    except (OSError, ValueError) as err:
+        raise CheckpointError(checkpoint_error_message(name, "model", err)) from err

@@ -1,0 +1,124 @@
+"""Shared fixtures: a tiny BERT with a WordPiece vocabulary written here, and CoLA-format TSVs.
+
+Everything is offline and CPU-only: HF_HUB_OFFLINE=1 is set for the whole session, so a test that
+reached for the Hub would fail instead of downloading.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+# Words for generated sentences. "zork" is the marker: a sentence containing it is unacceptable, a
+# rule a 2-layer model learns in a few epochs, so a test can demand real learning (high MCC).
+WORDS = ["the", "a", "cat", "dog", "bird", "fish", "man", "woman", "child", "teacher", "sat", "ran", "saw", "liked", "ate", "found", "gave", "took", "big", "small", "red", "old", "new", "happy", "quickly", "slowly", "on", "in", "under", "with", "to", "from", "and", "but", "that", "who", "john", "mary", "book", "tree", "house", "ball", "car", "apple", "it", "they", "she", "he", "we"]
+MARKER = "zork"
+VOCAB = SPECIAL_TOKENS + WORDS + [MARKER, ".", ",", '"', "'", "?", "!", "##s", "##ed", "##ing"]
+
+
+def write_tiny_bert(folder: Path, seed: int = 0) -> Path:
+    """Save a 2-layer, hidden-32 BERT and its WordPiece tokenizer to `folder` (save_pretrained)."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    # vocab= takes the mapping; BertTokenizerFast(vocab_file=...) would silently map every word to [UNK].
+    tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(VOCAB)})
+    config = BertConfig(
+        vocab_size=len(VOCAB),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def make_sentence(rng: random.Random, acceptable: bool) -> str:
+    """A generated sentence; unacceptable ones carry the marker word somewhere."""
+    words = [rng.choice(WORDS) for _ in range(rng.randint(3, 9))]
+    if not acceptable:
+        words.insert(rng.randint(0, len(words)), MARKER)
+    return " ".join(words).capitalize() + "."
+
+
+def cola_rows(n: int, seed: int, source: str = "gen1") -> list[tuple[str, int, str, str]]:
+    """`n` CoLA rows (source, label, mark, sentence) about 70% acceptable, like CoLA."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        label = 1 if rng.random() < 0.7 else 0
+        rows.append((source, label, "" if label else "*", make_sentence(rng, bool(label))))
+    return rows
+
+
+def write_tsv(path: Path, rows, final_newline: bool = True) -> Path:
+    """Write CoLA rows as a headerless 4-column TSV."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "\n".join("\t".join(str(field) for field in row) for row in rows)
+    path.write_text(text + ("\n" if final_newline else ""), encoding="utf-8")
+    return path
+
+
+def write_cola_release(
+    folder: Path, n_train: int = 200, n_dev: int = 60, n_ood: int | None = 50, seed: int = 0
+) -> Path:
+    """A CoLA release folder (raw/*.tsv) with the real data's quirks: quotes in sentences, empty
+    marks, and an out-of-domain file with no final newline."""
+    train = cola_rows(n_train, seed)
+    train[0] = ("gj04", 1, "", 'Susan whispered "shut up" to the dog.')
+    write_tsv(folder / "raw" / "in_domain_train.tsv", train)
+    write_tsv(folder / "raw" / "in_domain_dev.tsv", cola_rows(n_dev, seed + 1))
+    if n_ood is not None:
+        write_tsv(
+            folder / "raw" / "out_of_domain_dev.tsv", cola_rows(n_ood, seed + 2, "clc95"), final_newline=False
+        )
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    return write_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture
+def cola_dir(tmp_path) -> Path:
+    return write_cola_release(tmp_path / "cola_public")
+
+
+def fast_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
+    """Command-line flags for a quick CPU run of the tiny model."""
+    return [
+        "--model_name_or_path",
+        str(model),
+        "--data_dir",
+        str(data),
+        "--output_dir",
+        str(out),
+        "--use_cpu",
+        "--num_train_epochs",
+        "2",
+        "--learning_rate",
+        "1e-3",
+        "--per_device_train_batch_size",
+        "16",
+        "--logging_steps",
+        "5",
+        "--disable_tqdm",
+        "true",
+        *extra,
+    ]
