@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 
 import datasets
 import transformers
@@ -90,9 +91,17 @@ def main(
     return results
 
 
+# `python run_cola.py NAME ...` runs a subcommand instead of training: NAME -> its entry point, which
+# takes the remaining arguments and returns an exit status.
+SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {}
+
+
 def cli(argv: list[str] | None = None) -> int:
     """Parse and run; a known user error prints one clear message instead of a traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        if argv and argv[0] in SUBCOMMANDS:
+            return SUBCOMMANDS[argv[0]](argv[1:])
         main(*parse_args(argv))
     except (ConfigError, DataError, CheckpointError) as err:
         print(f"run_cola.py: error: {err}", file=sys.stderr)

@@ -20,7 +20,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 # Words for generated sentences. "zork" is the marker: a sentence containing it is unacceptable, a
 # rule a 2-layer model learns in a few epochs, so a test can demand real learning (high MCC).
-WORDS = ["the", "a", "cat", "dog", "bird", "fish", "man", "woman", "child", "teacher", "sat", "ran", "saw", "liked", "ate", "found", "gave", "took", "big", "small", "red", "old", "new", "happy", "quickly", "slowly", "on", "in", "under", "with", "to", "from", "and", "but", "that", "who", "john", "mary", "book", "tree", "house", "ball", "car", "apple", "it", "they", "she", "he", "we"]
+WORDS = (
+    "the a cat dog bird fish man woman child teacher sat ran saw liked ate found gave took "
+    "big small red old new happy quickly slowly on in under with to from and but that who "
+    "john mary book tree house ball car apple it they she he we"
+).split()
 MARKER = "zork"
 VOCAB = SPECIAL_TOKENS + WORDS + [MARKER, ".", ",", '"', "'", "?", "!", "##s", "##ed", "##ing"]
 
