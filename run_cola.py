@@ -19,7 +19,8 @@ import datasets
 import transformers
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
-from recipe.arguments import ConfigError, DataArguments, ModelArguments, parse_args
+from recipe.arguments import ConfigError, DataArguments, ModelArguments, RecipeArguments, parse_args
+from recipe.checkpoints import resolve_resume_checkpoint
 from recipe.data import DataError, load_cola_splits, tokenize_cola
 from recipe.metrics import compute_cola_metrics
 from recipe.model import CheckpointError, load_model, load_tokenizer
@@ -44,10 +45,15 @@ def setup_logging(training_args: TrainingArguments) -> None:
 
 
 def main(
-    model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+    recipe_args: RecipeArguments | None = None,
 ) -> dict[str, float]:
     """Run the recipe; returns every metric written to `all_results.json`."""
+    recipe_args = recipe_args or RecipeArguments()
     setup_logging(training_args)
+    resume_from = resolve_resume_checkpoint(training_args, recipe_args)
     logger.info("Training arguments: %s", training_args.to_json_string())
     # Seed before the model is built so the new classifier head's initialisation follows the seed too.
     set_seed(training_args.seed)
@@ -70,7 +76,7 @@ def main(
 
     results: dict[str, float] = {}
     if training_args.do_train:
-        train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        train_result = trainer.train(resume_from_checkpoint=resume_from)
         trainer.save_model()  # the model and the tokenizer (processing_class), reloadable by from_pretrained
         trainer.log_metrics("train", train_result.metrics)
         trainer.save_metrics("train", train_result.metrics)

@@ -1,4 +1,5 @@
-"""Command-line and YAML arguments: `ModelArguments`, `DataArguments` and the stock `TrainingArguments`.
+"""Command-line and YAML arguments: `ModelArguments`, `DataArguments`, the stock `TrainingArguments`
+and `RecipeArguments` (run behaviour around the loop).
 
 A YAML file given with `--config` sets defaults, command-line flags override them, and an unknown key
 in either place is an error that names it. Every YAML key is a field of one of the three dataclasses.
@@ -112,7 +113,20 @@ class DataArguments:
             raise ValueError(f"--max_train_samples must be positive; got {self.max_train_samples}.")
 
 
-ARGUMENT_DATACLASSES = (ModelArguments, DataArguments, TrainingArguments)
+@dataclass
+class RecipeArguments:
+    """How a run behaves around the training loop (output folder, resuming, reports)."""
+
+    overwrite_output: bool = field(
+        default=False,
+        metadata={
+            "help": "Replace a finished run in --output_dir. Without it, a folder holding a finished run "
+            "and no checkpoint to resume is refused (transformers 5 removed overwrite_output_dir)."
+        },
+    )
+
+
+ARGUMENT_DATACLASSES = (ModelArguments, DataArguments, TrainingArguments, RecipeArguments)
 
 
 class ConfigError(ValueError):
@@ -120,7 +134,7 @@ class ConfigError(ValueError):
 
 
 def build_parser() -> HfArgumentParser:
-    """The parser for `run_cola.py`: the three dataclasses, `--config`, and the tutorial defaults."""
+    """The parser for `run_cola.py`: the argument dataclasses, `--config`, and the tutorial defaults."""
     parser = HfArgumentParser(ARGUMENT_DATACLASSES)
     parser.add_argument(
         "--config",
@@ -169,8 +183,8 @@ def load_config_file(path: str | Path, parser: argparse.ArgumentParser) -> dict[
 
 def parse_args(
     argv: Sequence[str] | None = None,
-) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
-    """Parse `argv` (default: sys.argv[1:]) into the three argument dataclasses.
+) -> tuple[ModelArguments, DataArguments, TrainingArguments, RecipeArguments]:
+    """Parse `argv` (default: sys.argv[1:]) into the argument dataclasses.
 
     Order of precedence: command-line flag > `--config` YAML > tutorial defaults > dataclass defaults.
     An unknown flag makes argparse exit with an error naming it.
@@ -189,5 +203,5 @@ def parse_args(
         close = difflib.get_close_matches(flag.lstrip("-"), sorted(known_keys(parser)), n=1)
         hint = f" Did you mean '--{close[0]}'?" if close else ""
         raise ConfigError(f"unknown argument '{flag}'.{hint} See `python run_cola.py --help`.")
-    model_args, data_args, training_args = outputs[:3]
-    return model_args, data_args, training_args
+    model_args, data_args, training_args, recipe_args = outputs[:4]
+    return model_args, data_args, training_args, recipe_args

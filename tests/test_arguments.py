@@ -16,7 +16,7 @@ CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
 
 
 def test_bare_defaults_are_the_tutorial_settings():
-    model_args, data_args, training_args = parse_args(["--output_dir", "x"])
+    model_args, data_args, training_args, _ = parse_args(["--output_dir", "x"])
     assert model_args.model_name_or_path == "bert-base-uncased"
     assert data_args.max_seq_length == 64
     assert data_args.validation_split == pytest.approx(0.1)
@@ -35,7 +35,9 @@ def test_bare_defaults_are_the_tutorial_settings():
 def test_config_sets_defaults_and_flags_override(tmp_path):
     config = tmp_path / "exp.yaml"
     config.write_text("learning_rate: 5.0e-5\nnum_train_epochs: 2\nmax_seq_length: 32\nseed: 7\n")
-    _, data_args, training_args = parse_args(["--config", str(config), "--seed", "13", "--output_dir", "o"])
+    _, data_args, training_args, _ = parse_args(
+        ["--config", str(config), "--seed", "13", "--output_dir", "o"]
+    )
     assert training_args.learning_rate == pytest.approx(5e-5)
     assert training_args.num_train_epochs == 2
     assert data_args.max_seq_length == 32
@@ -46,7 +48,7 @@ def test_yaml_1_1_exponent_without_dot_is_parsed(tmp_path):
     # PyYAML reads `2e-5` as a string; argparse converts string defaults with the field's type.
     config = tmp_path / "exp.yaml"
     config.write_text("learning_rate: 2e-5\n")
-    _, _, training_args = parse_args(["--config", str(config), "--output_dir", "o"])
+    _, _, training_args, _ = parse_args(["--config", str(config), "--output_dir", "o"])
     assert training_args.learning_rate == pytest.approx(2e-5)
 
 

@@ -1,0 +1,37 @@
+"""The output folder: automatic resume from the last checkpoint, and no silent overwrite."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import fast_args
+
+import run_cola
+from recipe.arguments import ConfigError, parse_args
+
+
+def test_finished_run_is_not_overwritten_without_the_flag(tiny_bert, cola_dir, tmp_path):
+    out = tmp_path / "out"
+    run_cola.main(*parse_args(fast_args(tiny_bert, cola_dir, out, "--save_strategy", "no")))
+    with pytest.raises(ConfigError, match=r"finished run.*--overwrite_output"):
+        run_cola.main(*parse_args(fast_args(tiny_bert, cola_dir, out, "--save_strategy", "no")))
+    (out / "marker.txt").write_text("from the old run")
+    run_cola.main(
+        *parse_args(fast_args(tiny_bert, cola_dir, out, "--save_strategy", "no", "--overwrite_output"))
+    )
+    assert not (out / "marker.txt").exists()
+    assert (out / "all_results.json").exists()
+
+
+def test_same_command_resumes_from_the_last_checkpoint(tiny_bert, cola_dir, tmp_path):
+    out = tmp_path / "out"
+    # A first run that stops after one of two epochs, leaving checkpoint-12 behind.
+    run_cola.main(*parse_args(fast_args(tiny_bert, cola_dir, out, "--max_steps", "12", "--do_eval", "false")))
+    (out / "train_results.json").unlink()  # an interrupted run leaves no results, only checkpoints
+    assert (out / "checkpoint-12").is_dir()
+    run_cola.main(*parse_args(fast_args(tiny_bert, cola_dir, out)))
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 24
+    first_logged_step = min(entry["step"] for entry in state["log_history"] if "loss" in entry)
+    assert first_logged_step == 5  # history carried over from the checkpoint, not restarted
