@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import logging
 import statistics
 import zipfile
@@ -320,22 +321,37 @@ def check_hub_split(dataset: datasets.Dataset, split: str, name: str) -> None:
             raise DataError(f"{name} split '{split}', idx {idx}: empty sentence.")
 
 
-def load_hub_dataset(name: str, config: str | None) -> dict[str, datasets.Dataset]:
+def local_dataset_cache_dir(folder: Path, cache_root: Path) -> Path:
+    """A `datasets` cache folder unique to this folder's path and its files' names, sizes and mtimes."""
+    digest = hashlib.sha256(str(folder.resolve()).encode())
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            stat = path.stat()
+            digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return cache_root / "datasets" / f"{folder.name}-{digest.hexdigest()[:16]}"
+
+
+def load_hub_dataset(name: str, config: str | None, cache_dir: Path) -> dict[str, datasets.Dataset]:
     """A dataset with the nyu-mll/glue cola schema, from the Hub or a local folder, as our splits.
+
+    A local folder's `datasets` cache goes under `cache_dir/datasets/`; a Hub dataset uses the usual cache.
 
     Raises:
         DataError: it cannot be reached (names what was tried and how to pass a local copy), or its
             schema or contents are wrong.
     """
     local = Path(name).exists()
+    # `datasets` keys its cache of a local folder by the folder's name and config, not by its files, so a
+    # second copy named the same would silently load the first one's rows: give each version its own cache.
+    dataset_cache = str(local_dataset_cache_dir(Path(name), cache_dir)) if local else None
     try:
         try:
-            loaded = datasets.load_dataset(name, config) if config else datasets.load_dataset(name)
+            loaded = datasets.load_dataset(name, config, cache_dir=dataset_cache)
         except ValueError as err:
             # A plain local folder of split files has only the default config, not "cola".
             if not (local and config and "BuilderConfig" in str(err)):
                 raise
-            loaded = datasets.load_dataset(name)
+            loaded = datasets.load_dataset(name, cache_dir=dataset_cache)
     except (ConnectionError, FileNotFoundError, OSError, datasets.exceptions.DatasetNotFoundError) as err:
         tried = f"the local folder '{name}'" if local else f"the Hugging Face Hub dataset '{name}'"
         raise DataError(
@@ -344,6 +360,11 @@ def load_hub_dataset(name: str, config: str | None) -> dict[str, datasets.Datase
             "per split (train, validation, test) with columns sentence, label, idx, for example saved by "
             "`huggingface-cli download nyu-mll/glue --repo-type dataset --local-dir glue` on a machine with a "
             "network; or the TSV files with --data_dir (or --download for the release zip)."
+        ) from err
+    except datasets.exceptions.DatasetGenerationError as err:  # e.g. splits whose columns differ
+        raise DataError(
+            f"--dataset_name {name}: could not be read ({err.__cause__ or err}); every split needs the "
+            f"nyu-mll/glue cola columns {', '.join(HUB_COLUMNS)}."
         ) from err
     if "train" not in loaded:
         raise DataError(f"{name}: no 'train' split (has {', '.join(loaded)}).")
@@ -424,7 +445,9 @@ def load_cola_splits(data_args: DataArguments, seed: int) -> datasets.DatasetDic
     source = resolve_data_source(data_args)
     logger.info("CoLA source: %s layout at %s", source.layout, source.location)
     if source.layout == "hub":
-        splits = load_hub_dataset(source.location, data_args.dataset_config_name)
+        splits = load_hub_dataset(
+            source.location, data_args.dataset_config_name, Path(data_args.data_cache_dir)
+        )
     elif source.layout == "glue":
         splits = load_glue_folder(Path(source.location))
     else:

@@ -39,7 +39,9 @@ def predict_test_submission(
     predictions = np.argmax(logits, axis=-1)
     if not trainer.is_world_process_zero():
         return None
-    path = write_glue_submission(raw_test["idx"], predictions.tolist(), Path(output_dir) / SUBMISSION_FILE)
+    path = write_glue_submission(
+        list(raw_test["idx"]), predictions.tolist(), Path(output_dir) / SUBMISSION_FILE
+    )
     logger.info(
         "Wrote %d test predictions (%d acceptable) to %s", len(predictions), int(predictions.sum()), path
     )
