@@ -120,6 +120,11 @@ def extract_release_zip(zip_path: Path, target: Path) -> Path:
     """
     if (target / RELEASE_MARKER).is_file():
         return target
+    if target.exists():
+        raise DownloadError(
+            f"{target} exists but holds no {RELEASE_MARKER.as_posix()}; remove it or choose another "
+            "--data_cache_dir, so the release can be extracted there."
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".extract", dir=target.parent))
     try:

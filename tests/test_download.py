@@ -116,6 +116,15 @@ def test_a_verified_zip_in_the_cache_is_extracted_without_downloading(server, re
     assert (release / "raw" / "in_domain_dev.tsv").is_file() and sum(server.requests.values()) == 0
 
 
+def test_a_foreign_folder_where_the_release_goes_is_not_overwritten(server, release_zip, tmp_path):
+    (tmp_path / "cache" / "cola_public").mkdir(parents=True)
+    (tmp_path / "cache" / "cola_public" / "mine.txt").write_text("keep me")
+    with pytest.raises(DownloadError, match="exists but holds no raw/in_domain_train.tsv"):
+        fetch_cola_release(server.url(ZIP_NAME), release_zip[1], tmp_path / "cache")
+    assert (tmp_path / "cache" / "cola_public" / "mine.txt").read_text() == "keep me"
+    assert not [name for name in cache_files(tmp_path) if name.startswith(".")]
+
+
 def test_checksum_mismatch_is_refused_and_leaves_nothing_in_the_cache(server, tmp_path):
     args = download_args(tmp_path, server.url(ZIP_NAME), "0" * 64)
     with pytest.raises(DataError, match="Checksum mismatch") as error:
