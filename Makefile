@@ -13,7 +13,9 @@ ARGS     ?=
 # CUDA build onto a CPU-only box). Override with TORCH_SPEC="torch==X.Y" when you know better.
 TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
 
-RUN_FLAGS := --config $(CONFIG) $(if $(MODEL),--model_name_or_path $(MODEL)) $(if $(DATA_DIR),--data_dir $(DATA_DIR)) $(ARGS)
+# No DATA_DIR and no data/cola_public/raw: --download fetches the release zip (sha256-checked) into data/.
+AUTO_DOWNLOAD := $(if $(DATA_DIR),,$(if $(wildcard data/cola_public/raw),,--download))
+RUN_FLAGS := --config $(CONFIG) $(if $(MODEL),--model_name_or_path $(MODEL)) $(if $(DATA_DIR),--data_dir $(DATA_DIR)) $(AUTO_DOWNLOAD) $(ARGS)
 
 .PHONY: setup train test test-slow lint format clean
 

@@ -21,13 +21,14 @@ from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, se
 
 from recipe.arguments import ConfigError, DataArguments, ModelArguments, RecipeArguments, parse_args
 from recipe.checkpoints import resolve_resume_checkpoint
-from recipe.data import DataError, load_cola_splits, tokenize_cola
+from recipe.data import DataError, check_splits_for_run, load_cola_splits, tokenize_cola
 from recipe.metrics import compute_cola_metrics
 from recipe.model import CheckpointError, load_model, load_tokenizer
+from recipe.submission import predict_test_submission
 
 logger = logging.getLogger("run_cola")
 
-TEST_SPLITS = ("in_domain_dev", "out_of_domain_dev")
+TEST_SPLITS = ("in_domain_dev", "out_of_domain_dev", "dev")
 
 
 def setup_logging(training_args: TrainingArguments) -> None:
@@ -53,15 +54,17 @@ def main(
     """Run the recipe; returns every metric written to `all_results.json`."""
     recipe_args = recipe_args or RecipeArguments()
     setup_logging(training_args)
-    resume_from = resolve_resume_checkpoint(training_args, recipe_args)
     logger.info("Training arguments: %s", training_args.to_json_string())
     # Seed before the model is built so the new classifier head's initialisation follows the seed too.
     set_seed(training_args.seed)
 
     raw = load_cola_splits(data_args, seed=training_args.seed)
+    check_splits_for_run(raw, training_args)
     tokenizer = load_tokenizer(model_args)
     model = load_model(model_args)
     tokenized = tokenize_cola(raw, tokenizer, data_args)
+    # Decided once data and model have loaded, so a bad flag never costs the previous run's folder.
+    resume_from = resolve_resume_checkpoint(training_args, recipe_args)
 
     trainer = Trainer(
         model=model,
@@ -94,6 +97,9 @@ def main(
             trainer.log_metrics(prefix, metrics)
             trainer.save_metrics(prefix, metrics)
             results.update(metrics)
+
+    if training_args.do_predict:  # the unlabeled test set -> CoLA.tsv (GLUE submission format)
+        predict_test_submission(trainer, tokenized["test"], raw["test"], training_args.output_dir)
     return results
 
 

@@ -18,7 +18,10 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
+from recipe.download import COLA_DOWNLOAD_URL, COLA_SHA256
+
 DEFAULT_DATA_DIR = "data/cola_public"
+VALIDATION_STRATEGIES = ("split", "dev", "none")
 
 # The tutorial's settings ("BERT Fine-Tuning Tutorial with PyTorch"), applied as parser defaults so a
 # bare `python run_cola.py --model_name_or_path X --data_dir Y` does the tutorial's job. Only the
@@ -44,6 +47,10 @@ TUTORIAL_TRAINING_DEFAULTS: dict[str, Any] = {
     "logging_steps": 40,
     "report_to": "none",
 }
+
+
+class ConfigError(ValueError):
+    """A config file or flag that cannot be used; the message names it and says what to do."""
 
 
 @dataclass
@@ -101,16 +108,79 @@ class DataArguments:
     preprocessing_num_workers: int | None = field(
         default=None, metadata={"help": "Processes for tokenization (datasets.map num_proc)."}
     )
+    # Where else CoLA can come from, and how validation is chosen (recipe/data.py).
+    validation_strategy: str = field(
+        default="split",
+        metadata={
+            "help": "split: the tutorial's seeded split of train (--validation_split); dev: the official "
+            "in-domain dev as validation, training on all of train; none: no validation (train on "
+            "everything, for the final model; needs --eval_strategy no).",
+            "choices": list(VALIDATION_STRATEGIES),
+        },
+    )
+    stratify_validation: bool = field(
+        default=False,
+        metadata={"help": "With --validation_strategy split: keep the label balance in both parts."},
+    )
+    dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Instead of --data_dir: a Hub dataset id (nyu-mll/glue, needs a network) or a local folder "
+            "of a dataset with its schema (sentence, label, idx; test labels -1)."
+        },
+    )
+    dataset_config_name: str | None = field(
+        default="cola", metadata={"help": "The configuration of --dataset_name (GLUE: cola)."}
+    )
+    download: bool = field(
+        default=False,
+        metadata={
+            "help": "When --data_dir holds no CoLA, download the release zip into --data_cache_dir "
+            "(sha256-verified, reused on the next run) and use it."
+        },
+    )
+    download_url: str = field(
+        default=COLA_DOWNLOAD_URL, metadata={"help": "The CoLA release zip to download."}
+    )
+    download_sha256: str = field(default=COLA_SHA256, metadata={"help": "The sha256 the download must have."})
+    data_cache_dir: str = field(
+        default="data",
+        metadata={"help": "Where downloads and extracted zips go (the download lands in <dir>/cola_public)."},
+    )
 
     def __post_init__(self) -> None:
         if self.max_seq_length < 3:
-            raise ValueError(
+            raise ConfigError(
                 f"--max_seq_length must be at least 3 ([CLS] word [SEP]); got {self.max_seq_length}."
             )
         if not 0.0 <= self.validation_split < 1.0:
-            raise ValueError(f"--validation_split must be in [0, 1); got {self.validation_split}.")
+            raise ConfigError(f"--validation_split must be in [0, 1); got {self.validation_split}.")
         if self.max_train_samples is not None and self.max_train_samples < 1:
-            raise ValueError(f"--max_train_samples must be positive; got {self.max_train_samples}.")
+            raise ConfigError(f"--max_train_samples must be positive; got {self.max_train_samples}.")
+        if self.validation_strategy not in VALIDATION_STRATEGIES:
+            raise ConfigError(
+                f"--validation_strategy must be one of {', '.join(VALIDATION_STRATEGIES)}; "
+                f"got '{self.validation_strategy}'."
+            )
+        if self.stratify_validation and self.validation_strategy != "split":
+            raise ConfigError(
+                "--stratify_validation applies to --validation_strategy split only; "
+                f"got --validation_strategy {self.validation_strategy}."
+            )
+        if len(self.download_sha256) != 64 or any(
+            c not in "0123456789abcdefABCDEF" for c in self.download_sha256
+        ):
+            raise ConfigError(f"--download_sha256 must be 64 hex digits; got '{self.download_sha256}'.")
+        if not self.download_url.startswith(("https://", "http://", "file://")):
+            raise ConfigError(
+                f"--download_url must be an http(s):// or file:// URL; got '{self.download_url}'."
+            )
+        if self.dataset_name is not None and self.download:
+            raise ConfigError(
+                "--dataset_name and --download both choose where CoLA comes from; pass one of them."
+            )
+        if self.dataset_config_name == "":
+            self.dataset_config_name = None
 
 
 @dataclass
@@ -127,10 +197,6 @@ class RecipeArguments:
 
 
 ARGUMENT_DATACLASSES = (ModelArguments, DataArguments, TrainingArguments, RecipeArguments)
-
-
-class ConfigError(ValueError):
-    """A config file or flag that cannot be used; the message names it and says what to do."""
 
 
 def build_parser() -> HfArgumentParser:

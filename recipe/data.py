@@ -1,27 +1,51 @@
-"""CoLA data: read the release TSVs with `datasets`, split off validation, tokenize with a batched map."""
+"""CoLA data from any of its usual shapes -> one DatasetDict; checked line by line; tokenized with a batched map.
+
+Sources, chosen by what the user gives (`resolve_data_source`):
+- the release folder (`cola_public/raw/*.tsv`), or its zip (extracted into `--data_cache_dir`);
+- the GLUE folder (`glue_data/CoLA/`: train.tsv, dev.tsv mixing in- and out-of-domain, unlabeled test.tsv);
+- a `datasets` dataset with the `nyu-mll/glue` cola schema (sentence, label, idx; test labels -1), by Hub
+  id or local folder (`--dataset_name`);
+- the release zip downloaded on demand (`--download`).
+
+Split names: train, validation (see `--validation_strategy`), in_domain_dev, out_of_domain_dev, dev (their
+union, what GLUE calls dev), test (unlabeled; `--do_predict` writes CoLA.tsv from it).
+"""
 
 from __future__ import annotations
 
+import codecs
 import csv
+import hashlib
 import logging
+import statistics
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
-from transformers import PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase, TrainingArguments
 
-from recipe.arguments import DataArguments
+from recipe.arguments import ConfigError, DataArguments
+from recipe.download import COLA_DOWNLOAD_URL, COLA_SHA256, DownloadError, fetch_cola_release, sha256_of
+from recipe.download import extract_release_zip as extract_zip_into
 
 logger = logging.getLogger(__name__)
 
 COLA_COLUMNS = ["source", "label", "mark", "sentence"]
+LABEL_NAMES = ["unacceptable", "acceptable"]
 COLA_FEATURES = datasets.Features(
     {
         "source": datasets.Value("string"),
-        "label": datasets.ClassLabel(names=["unacceptable", "acceptable"]),
+        "label": datasets.ClassLabel(names=LABEL_NAMES),
         "mark": datasets.Value("string"),
         "sentence": datasets.Value("string"),
     }
 )
+# GLUE's test.tsv: a header line `index<TAB>sentence`, no labels. Read into the Hub schema (idx, sentence,
+# label = NO_LABEL) so every source gives the same unlabeled test split.
+GLUE_TEST_HEADER = ("index", "sentence")
+GLUE_TEST_FEATURES = datasets.Features({"idx": datasets.Value("int32"), "sentence": datasets.Value("string")})
+NO_LABEL = -1
 # Files of the official release (cola_public_1.1.zip), relative to its folder. Test sets are evaluated
 # after training, each reported separately; out_of_domain_dev is optional.
 RELEASE_TRAIN_FILE = "raw/in_domain_train.tsv"
@@ -30,111 +54,451 @@ RELEASE_TEST_FILES = {
     "out_of_domain_dev": "raw/out_of_domain_dev.tsv",
 }
 RELEASE_REQUIRED = ("raw/in_domain_train.tsv", "raw/in_domain_dev.tsv")
-COLA_DOWNLOAD_URL = "https://nyu-mll.github.io/CoLA/cola_public_1.1.zip"
+# The GLUE benchmark's copy (glue_data/CoLA/): the same 4-column rows; dev.tsv = in-domain + out-of-domain dev.
+GLUE_TRAIN_FILE = "train.tsv"
+GLUE_DEV_FILE = "dev.tsv"
+GLUE_TEST_FILE = "test.tsv"
+# The Hub dataset's splits -> ours. Its validation split is GLUE's dev.tsv without the source column, so
+# it cannot be split into in- and out-of-domain.
+HUB_SPLITS = {"train": "train", "validation": "dev", "test": "test"}
+HUB_COLUMNS = ("sentence", "label", "idx")
+SPLIT_ORDER = ("train", "validation", "in_domain_dev", "out_of_domain_dev", "dev", "test")
 
 
 class DataError(ValueError):
     """Input data that cannot be used; the message names the file (and line) and says what to do."""
 
 
+@dataclass(frozen=True)
+class DataSource:
+    """Where the data comes from: `layout` is release, glue or hub; `location` a folder, id or path."""
+
+    layout: str
+    location: str
+
+
 def missing_data_message(data_dir: Path, missing: list[str]) -> str:
-    """Explain where CoLA comes from and how to point the recipe at it."""
+    """Explain which layouts were expected, what was found, and where CoLA comes from."""
+    if data_dir.is_dir():
+        entries = sorted(path.name + ("/" if path.is_dir() else "") for path in data_dir.iterdir())
+        found = (
+            f"it holds: {', '.join(entries[:12]) + (' ...' if len(entries) > 12 else '')}"
+            if entries
+            else "it is empty"
+        )
+    else:
+        found = "the folder does not exist"
     return (
-        f"CoLA data not found in '{data_dir}': missing {', '.join(missing)}.\n"
-        f"Expected the official release layout: {data_dir}/raw/in_domain_train.tsv, "
-        f"{data_dir}/raw/in_domain_dev.tsv and optionally {data_dir}/raw/out_of_domain_dev.tsv.\n"
-        f"Get it from {COLA_DOWNLOAD_URL} (unzip it so that data/cola_public/raw/ exists), "
-        "or pass --data_dir /path/to/cola_public for a copy you already have."
+        f"CoLA data not found in '{data_dir}' ({found}): missing {', '.join(missing)}.\n"
+        f"Expected one of: the official release layout ({data_dir}/raw/in_domain_train.tsv, "
+        f"{data_dir}/raw/in_domain_dev.tsv and optionally {data_dir}/raw/out_of_domain_dev.tsv); the GLUE "
+        f"layout ({data_dir}/train.tsv, {data_dir}/dev.tsv, optionally {data_dir}/test.tsv); or the "
+        "release zip itself (--data_dir /path/to/cola_public_1.1.zip).\n"
+        f"Get it with --download (fetches {COLA_DOWNLOAD_URL} into --data_cache_dir), "
+        "or pass --data_dir /path/to/cola_public for a copy you already have, "
+        "or --dataset_name nyu-mll/glue (needs a network) or a local copy of that dataset."
     )
 
 
-def count_tsv_rows(path: Path) -> int:
-    """Rows in a CoLA TSV as a plain line split sees them (the final newline is optional)."""
-    text = path.read_text(encoding="utf-8-sig")
-    return len(text.splitlines())
-
-
-def read_cola_tsv(path: Path) -> datasets.Dataset:
-    """Load one CoLA TSV (no header; source, label, mark, sentence) with `datasets`.
-
-    Quoting is off: real sentences contain `"`. Empty marks stay empty strings (no NaN guessing).
+def resolve_data_source(data_args: DataArguments) -> DataSource:
+    """Decide the layout from the files (not a flag); extract a zip or download when that is the way.
 
     Raises:
-        DataError: the file is empty, a row is malformed, or rows were lost in parsing.
+        DataError: nothing usable at --data_dir (the message lists the layouts and what was found), or the
+            download/zip failed.
     """
-    expected_rows = count_tsv_rows(path)
-    if expected_rows == 0:
+    if data_args.dataset_name is not None:
+        return DataSource("hub", data_args.dataset_name)
+    data_dir = Path(data_args.data_dir)
+    cache_dir = Path(data_args.data_cache_dir)
+    try:
+        if data_dir.is_file():
+            if not zipfile.is_zipfile(data_dir):
+                raise DataError(
+                    f"--data_dir {data_dir} is a file but not a zip; pass the release folder, the GLUE CoLA "
+                    "folder, or the release zip (cola_public_1.1.zip)."
+                )
+            return DataSource("release", str(extract_release_zip(data_dir, cache_dir)))
+        if (data_dir / "raw").is_dir():
+            missing = [name for name in RELEASE_REQUIRED if not (data_dir / name).is_file()]
+            if missing:
+                raise DataError(missing_data_message(data_dir, missing))
+            return DataSource("release", str(data_dir))
+        if (data_dir / GLUE_TRAIN_FILE).is_file() or (data_dir / GLUE_DEV_FILE).is_file():
+            missing = [name for name in (GLUE_TRAIN_FILE, GLUE_DEV_FILE) if not (data_dir / name).is_file()]
+            if missing:
+                raise DataError(
+                    f"'{data_dir}' looks like the GLUE CoLA layout but {', '.join(missing)} is missing; "
+                    "it needs train.tsv and dev.tsv (test.tsv is optional)."
+                )
+            return DataSource("glue", str(data_dir))
+        if data_args.download:
+            release = fetch_cola_release(data_args.download_url, data_args.download_sha256, cache_dir)
+            return DataSource("release", str(release))
+    except DownloadError as err:
+        raise DataError(str(err)) from err
+    raise DataError(missing_data_message(data_dir, list(RELEASE_REQUIRED)))
+
+
+def extract_release_zip(zip_path: Path, cache_dir: Path) -> Path:
+    """Extract a user's release zip into `cache_dir/extracted/<name>-<sha256 prefix>/` (reused if there)."""
+    digest = sha256_of(zip_path)
+    if digest == COLA_SHA256:
+        logger.info("%s is the official CoLA v1.1 release (sha256 verified).", zip_path)
+    else:
+        logger.warning(
+            "%s is not the official CoLA v1.1 zip (sha256 %s); using it as given.", zip_path, digest
+        )
+    return extract_zip_into(zip_path, cache_dir / "extracted" / f"{zip_path.stem}-{digest[:12]}")
+
+
+# Hand-written because pandas/`datasets` cannot report these well: a wrong column count surfaces as an
+# arrow cast error without the line, a stray byte as a decode error at a byte offset, a blank line or an
+# empty sentence as a silently empty string. This pass names the file and line and says what to fix.
+def validate_tsv_lines(path: Path, n_columns: int, header: tuple[str, ...] | None = None) -> int:
+    """Check every line of a CoLA TSV; return the number of example rows.
+
+    Accepts a UTF-8 byte-order mark and Windows line endings. `header`, when given, must be line 1.
+    With 4 columns (source, label, mark, sentence) the label must be 0 or 1; the sentence (last column)
+    must not be empty.
+
+    Raises:
+        DataError: naming the file and line, for an empty file, a blank line, bytes that are not UTF-8,
+            a wrong number of columns, a bad label, or an empty sentence.
+    """
+    data = path.read_bytes()
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    if not data.strip():
         raise DataError(f"{path}: the file is empty; a CoLA TSV has one example per line.")
+    lines = data.split(b"\n")
+    if lines[-1] == b"":  # the final newline ends the last line; it does not start a new one
+        lines.pop()
+    columns = "source, label, mark, sentence" if n_columns == 4 else ", ".join(header or ())
+    rows = 0
+    for number, line_bytes in enumerate(lines, start=1):
+        line_bytes = line_bytes.removesuffix(b"\r")
+        try:
+            line = line_bytes.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise DataError(
+                f"{path}, line {number}: byte 0x{line_bytes[err.start]:02x} at column {err.start + 1} is not "
+                "UTF-8; re-save the file as UTF-8."
+            ) from err
+        if not line.strip():
+            raise DataError(f"{path}, line {number}: blank line; every line must be one example. Remove it.")
+        if "\r" in line:
+            raise DataError(f"{path}, line {number}: a carriage return inside the line; remove it.")
+        fields = line.split("\t")
+        if header is not None and number == 1:
+            if tuple(fields) != header:
+                raise DataError(f"{path}, line 1: expected the header {'<TAB>'.join(header)}, got {line!r}.")
+            continue
+        if len(fields) != n_columns:
+            raise DataError(
+                f"{path}, line {number}: {len(fields)} tab-separated columns, expected {n_columns} ({columns})."
+            )
+        if n_columns == 4 and fields[1] not in ("0", "1"):
+            raise DataError(f"{path}, line {number}: label must be 0 or 1, got {fields[1]!r}.")
+        if not fields[-1].strip():
+            raise DataError(f"{path}, line {number}: empty sentence.")
+        rows += 1
+    if rows == 0:
+        raise DataError(f"{path}: only a header, no examples.")
+    return rows
+
+
+def load_tsv(path: Path, features: datasets.Features, header: tuple[str, ...] | None) -> datasets.Dataset:
+    """Validate `path` line by line, then load it with `datasets`, insisting every row arrived."""
+    expected_rows = validate_tsv_lines(path, len(features), header)
     try:
         dataset = datasets.load_dataset(
             "csv",
             data_files={"data": str(path)},
             sep="\t",
-            header=None,
-            names=COLA_COLUMNS,
+            header=0 if header else None,
+            names=list(features),
+            # Quoting off: real sentences contain `"`. Empty marks stay empty strings (no NaN guessing).
             quoting=csv.QUOTE_NONE,
             keep_default_na=False,
             na_filter=False,
             skip_blank_lines=False,
-            features=COLA_FEATURES,
+            encoding="utf-8-sig",
+            features=features,
             split="data",
         )
     except Exception as err:  # pandas/arrow parse errors carry the line; give them the file's name
-        raise DataError(f"{path}: could not be read as a 4-column CoLA TSV: {err}") from err
+        raise DataError(f"{path}: could not be read as a CoLA TSV ({', '.join(features)}): {err}") from err
     if len(dataset) != expected_rows:
         raise DataError(
-            f"{path}: read {len(dataset)} examples from {expected_rows} lines; refusing to drop rows."
+            f"{path}: read {len(dataset)} examples from {expected_rows} rows; refusing to drop rows."
         )
     return dataset
 
 
-def load_cola_splits(data_args: DataArguments, seed: int) -> datasets.DatasetDict:
-    """Load a CoLA release folder into train / validation / test splits.
-
-    Returns a DatasetDict with `train`, `validation` (a seeded split of in_domain_train, when
-    `validation_split > 0`), `in_domain_dev`, and `out_of_domain_dev` when the file is present.
+def read_cola_tsv(path: Path) -> datasets.Dataset:
+    """Load one CoLA TSV (no header; source, label, mark, sentence), every line checked first.
 
     Raises:
-        DataError: the folder or a required file is missing (the message says where to get CoLA).
+        DataError: the file is empty, a line is malformed (file and line named), or rows were lost.
     """
-    data_dir = Path(data_args.data_dir)
-    missing = [name for name in RELEASE_REQUIRED if not (data_dir / name).is_file()]
-    if missing:
-        raise DataError(missing_data_message(data_dir, missing))
+    return load_tsv(path, COLA_FEATURES, header=None)
 
-    train = read_cola_tsv(data_dir / RELEASE_TRAIN_FILE)
-    if data_args.max_train_samples is not None:
-        train = train.select(range(min(data_args.max_train_samples, len(train))))
-    splits: dict[str, datasets.Dataset] = {}
-    if data_args.validation_split > 0:
-        # The tutorial's seeded 90/10 split of the in-domain train set.
-        parts = train.train_test_split(test_size=data_args.validation_split, seed=seed)
-        splits["train"], splits["validation"] = parts["train"], parts["test"]
-    else:
-        splits["train"] = train
+
+def read_glue_test_tsv(path: Path) -> datasets.Dataset:
+    """Load GLUE's unlabeled test.tsv (header `index<TAB>sentence`) as idx, sentence, label = -1."""
+    dataset = load_tsv(path, GLUE_TEST_FEATURES, header=GLUE_TEST_HEADER)
+    return dataset.add_column(
+        "label", [NO_LABEL] * len(dataset), feature=datasets.ClassLabel(names=LABEL_NAMES)
+    )
+
+
+def load_release_folder(folder: Path) -> dict[str, datasets.Dataset]:
+    """The release's train, in_domain_dev, out_of_domain_dev (when present), and dev = their union."""
+    splits = {"train": read_cola_tsv(folder / RELEASE_TRAIN_FILE)}
     for split, name in RELEASE_TEST_FILES.items():
-        if (data_dir / name).is_file():
-            splits[split] = read_cola_tsv(data_dir / name)
+        if (folder / name).is_file():
+            splits[split] = read_cola_tsv(folder / name)
         else:
-            logger.info("No %s at %s; that test set is skipped.", split, data_dir / name)
-    for split, dataset in splits.items():
-        labels = dataset["label"]
-        logger.info(
-            "%s: %d examples, %.1f%% acceptable", split, len(dataset), 100 * sum(labels) / len(labels)
+            logger.info("No %s at %s; that test set is skipped.", split, folder / name)
+    if "out_of_domain_dev" in splits:
+        splits["dev"] = datasets.concatenate_datasets([splits["in_domain_dev"], splits["out_of_domain_dev"]])
+    return splits
+
+
+def split_dev_by_source(
+    dev: datasets.Dataset, train_sources: set[str]
+) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """Split GLUE's dev.tsv into in-domain rows (a source that also occurs in train) and the rest.
+
+    CoLA's in-domain sets come from the same 17 sources as the training set; the out-of-domain dev set
+    comes from 6 sources that train never uses. So the source column alone tells them apart.
+    """
+    sources = dev["source"]
+    in_domain = [i for i, source in enumerate(sources) if source in train_sources]
+    out_of_domain = [i for i, source in enumerate(sources) if source not in train_sources]
+    return dev.select(in_domain), dev.select(out_of_domain)
+
+
+def load_glue_folder(folder: Path) -> dict[str, datasets.Dataset]:
+    """GLUE's CoLA folder: train, dev (all of dev.tsv) split by source into in/out-of-domain, and test."""
+    train = read_cola_tsv(folder / GLUE_TRAIN_FILE)
+    dev = read_cola_tsv(folder / GLUE_DEV_FILE)
+    in_domain, out_of_domain = split_dev_by_source(dev, set(train["source"]))
+    logger.info(
+        "%s: %d in-domain rows (sources seen in train.tsv) and %d out-of-domain rows (sources %s)",
+        folder / GLUE_DEV_FILE,
+        len(in_domain),
+        len(out_of_domain),
+        ", ".join(sorted(set(out_of_domain["source"]))) or "none",
+    )
+    splits = {"train": train}
+    if len(in_domain):
+        splits["in_domain_dev"] = in_domain
+    if len(out_of_domain):
+        splits["out_of_domain_dev"] = out_of_domain
+    splits["dev"] = dev
+    if (folder / GLUE_TEST_FILE).is_file():
+        splits["test"] = read_glue_test_tsv(folder / GLUE_TEST_FILE)
+    return splits
+
+
+def check_hub_split(dataset: datasets.Dataset, split: str, name: str) -> None:
+    """Refuse a split without the glue/cola schema, with a bad label, or with an empty sentence."""
+    missing = [column for column in HUB_COLUMNS if column not in dataset.column_names]
+    if missing:
+        raise DataError(
+            f"{name} split '{split}': missing column(s) {', '.join(missing)}; expected the nyu-mll/glue cola "
+            f"schema ({', '.join(HUB_COLUMNS)}), has {', '.join(dataset.column_names)}."
         )
-    return datasets.DatasetDict(splits)
+    allowed = {NO_LABEL, 0, 1} if split == "test" else {0, 1}
+    for idx, label, sentence in zip(dataset["idx"], dataset["label"], dataset["sentence"], strict=True):
+        if label not in allowed:
+            raise DataError(
+                f"{name} split '{split}', idx {idx}: label {label!r} is not one of {sorted(allowed)}."
+            )
+        if not sentence or not sentence.strip():
+            raise DataError(f"{name} split '{split}', idx {idx}: empty sentence.")
+
+
+def local_dataset_cache_dir(folder: Path, cache_root: Path) -> Path:
+    """A `datasets` cache folder unique to this folder's path and its files' names, sizes and mtimes."""
+    digest = hashlib.sha256(str(folder.resolve()).encode())
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            stat = path.stat()
+            digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return cache_root / "datasets" / f"{folder.name}-{digest.hexdigest()[:16]}"
+
+
+def load_hub_dataset(name: str, config: str | None, cache_dir: Path) -> dict[str, datasets.Dataset]:
+    """A dataset with the nyu-mll/glue cola schema, from the Hub or a local folder, as our splits.
+
+    A local folder's `datasets` cache goes under `cache_dir/datasets/`; a Hub dataset uses the usual cache.
+
+    Raises:
+        DataError: it cannot be reached (names what was tried and how to pass a local copy), or its
+            schema or contents are wrong.
+    """
+    local = Path(name).exists()
+    # `datasets` keys its cache of a local folder by the folder's name and config, not by its files, so a
+    # second copy named the same would silently load the first one's rows: give each version its own cache.
+    dataset_cache = str(local_dataset_cache_dir(Path(name), cache_dir)) if local else None
+    try:
+        try:
+            loaded = datasets.load_dataset(name, config, cache_dir=dataset_cache)
+        except ValueError as err:
+            # A plain local folder of split files has only the default config, not "cola".
+            if not (local and config and "BuilderConfig" in str(err)):
+                raise
+            loaded = datasets.load_dataset(name, cache_dir=dataset_cache)
+    except (ConnectionError, FileNotFoundError, OSError, datasets.exceptions.DatasetNotFoundError) as err:
+        tried = f"the local folder '{name}'" if local else f"the Hugging Face Hub dataset '{name}'"
+        raise DataError(
+            f"Could not load --dataset_name {name} (config {config}): tried {tried}, which failed: {err}.\n"
+            "Without a network, pass a local copy: --dataset_name /path/to/folder holding one parquet/csv file "
+            "per split (train, validation, test) with columns sentence, label, idx, for example saved by "
+            "`huggingface-cli download nyu-mll/glue --repo-type dataset --local-dir glue` on a machine with a "
+            "network; or the TSV files with --data_dir (or --download for the release zip)."
+        ) from err
+    except datasets.exceptions.DatasetGenerationError as err:  # e.g. splits whose columns differ
+        raise DataError(
+            f"--dataset_name {name}: could not be read ({err.__cause__ or err}); every split needs the "
+            f"nyu-mll/glue cola columns {', '.join(HUB_COLUMNS)}."
+        ) from err
+    if "train" not in loaded:
+        raise DataError(f"{name}: no 'train' split (has {', '.join(loaded)}).")
+    splits: dict[str, datasets.Dataset] = {}
+    for hub_split, dataset in loaded.items():
+        if hub_split not in HUB_SPLITS:
+            logger.warning(
+                "%s: split '%s' is not one of %s; ignored.", name, hub_split, ", ".join(HUB_SPLITS)
+            )
+            continue
+        check_hub_split(dataset, hub_split, name)
+        splits[HUB_SPLITS[hub_split]] = dataset.cast_column("label", datasets.ClassLabel(names=LABEL_NAMES))
+    return splits
+
+
+def choose_validation(
+    splits: dict[str, datasets.Dataset], data_args: DataArguments, seed: int
+) -> dict[str, datasets.Dataset]:
+    """Apply `--validation_strategy`: a seeded split of train, the in-domain dev, or none."""
+    splits = dict(splits)
+    if data_args.max_train_samples is not None:
+        splits["train"] = splits["train"].select(
+            range(min(data_args.max_train_samples, len(splits["train"])))
+        )
+    if data_args.validation_strategy == "split":
+        if data_args.validation_split > 0:
+            # The tutorial's seeded 90/10 split of the in-domain train set.
+            parts = splits["train"].train_test_split(
+                test_size=data_args.validation_split,
+                seed=seed,
+                stratify_by_column="label" if data_args.stratify_validation else None,
+            )
+            splits["train"], splits["validation"] = parts["train"], parts["test"]
+        else:
+            logger.info("--validation_split 0: no validation set (like --validation_strategy none).")
+    elif data_args.validation_strategy == "dev":
+        if "in_domain_dev" in splits:
+            splits["validation"] = splits["in_domain_dev"]
+        else:
+            # The Hub copy has no source column, so its dev cannot be narrowed to in-domain.
+            logger.warning("No in-domain dev set apart from the out-of-domain one; validating on all of dev.")
+            splits["validation"] = splits["dev"]
+    return splits
+
+
+def describe_split(split: str, dataset: datasets.Dataset) -> str:
+    """One log line: size, label balance, and sentence length in words (min / mean / max)."""
+    labels = dataset["label"]
+    lengths = [len(sentence.split()) for sentence in dataset["sentence"]]
+    labeled = [label for label in labels if label != NO_LABEL]
+    balance = (
+        f"{sum(labeled)} acceptable ({100 * sum(labeled) / len(labeled):.1f}%), {len(labeled) - sum(labeled)} not"
+        if labeled
+        else "unlabeled"
+    )
+    return (
+        f"{split}: {len(dataset)} examples, {balance}; words per sentence min {min(lengths)}, "
+        f"mean {statistics.fmean(lengths):.1f}, max {max(lengths)}"
+    )
+
+
+def count_shared_sentences(train: datasets.Dataset, other: datasets.Dataset) -> int:
+    """Rows of `other` whose sentence (whitespace-trimmed) also occurs in `train`."""
+    seen = {sentence.strip() for sentence in train["sentence"]}
+    return sum(sentence.strip() in seen for sentence in other["sentence"])
+
+
+def load_cola_splits(data_args: DataArguments, seed: int) -> datasets.DatasetDict:
+    """Load CoLA from wherever `data_args` points into train / validation / test splits.
+
+    Returns a DatasetDict with (in this order, each when available) `train`, `validation`,
+    `in_domain_dev`, `out_of_domain_dev`, `dev` (their union) and `test` (unlabeled, label -1).
+
+    Raises:
+        DataError: no usable data (the message says which layouts were expected and where to get CoLA),
+            or a malformed file (named, with the line).
+    """
+    source = resolve_data_source(data_args)
+    logger.info("CoLA source: %s layout at %s", source.layout, source.location)
+    if source.layout == "hub":
+        splits = load_hub_dataset(
+            source.location, data_args.dataset_config_name, Path(data_args.data_cache_dir)
+        )
+    elif source.layout == "glue":
+        splits = load_glue_folder(Path(source.location))
+    else:
+        splits = load_release_folder(Path(source.location))
+    splits = choose_validation(splits, data_args, seed)
+    ordered = {split: splits[split] for split in SPLIT_ORDER if split in splits}
+    for split, dataset in ordered.items():
+        logger.info(describe_split(split, dataset))
+        if split != "train":
+            shared = count_shared_sentences(ordered["train"], dataset)
+            if shared:
+                logger.warning("%s: %d of %d sentences also occur in train.", split, shared, len(dataset))
+    return datasets.DatasetDict(ordered)
+
+
+def check_splits_for_run(raw: datasets.DatasetDict, training_args: TrainingArguments) -> None:
+    """Refuse, before any training, a run the loaded splits cannot serve.
+
+    Raises:
+        ConfigError: evaluation during training without a validation set.
+        DataError: --do_predict without an unlabeled test set.
+    """
+    if "validation" not in raw and training_args.eval_strategy != "no":
+        raise ConfigError(
+            f"No validation set (--validation_strategy none or --validation_split 0), but --eval_strategy "
+            f"{training_args.eval_strategy.value} evaluates on one during training. Pass --eval_strategy no "
+            "(and --load_best_model_at_end false) to train on everything."
+        )
+    if training_args.do_predict and "test" not in raw:
+        raise DataError(
+            "--do_predict writes CoLA.tsv from an unlabeled test set, and this data has none: use the GLUE "
+            "layout with test.tsv (--data_dir glue_data/CoLA) or --dataset_name nyu-mll/glue."
+        )
 
 
 def tokenize_sentences(
     batch: dict[str, list], tokenizer: PreTrainedTokenizerBase, max_length: int, pad_to_max_length: bool
 ) -> dict[str, list]:
-    """Tokenize a batch of sentences as `[CLS] sentence [SEP]`, truncated to `max_length`."""
-    return tokenizer(
+    """Tokenize a batch of sentences as `[CLS] sentence [SEP]`, truncated to `max_length`.
+
+    Adds `num_tokens`, each sentence's length before truncation, so truncation can be counted.
+    """
+    full_lengths = [len(ids) for ids in tokenizer(batch["sentence"])["input_ids"]]
+    encoded = tokenizer(
         batch["sentence"],
         truncation=True,
         max_length=max_length,
         padding="max_length" if pad_to_max_length else False,
     )
+    encoded["num_tokens"] = full_lengths
+    return encoded
 
 
 def tokenize_cola(
@@ -142,19 +506,38 @@ def tokenize_cola(
 ) -> datasets.DatasetDict:
     """Tokenize every split with a batched `datasets.map` (`[CLS] sentence [SEP]`, truncated).
 
-    Without `pad_to_max_length` nothing is padded here: the collator pads each batch to its longest
-    sentence. The map is cached by `datasets`, so a second run reuses it.
+    Keeps only the model inputs and `label` (dropped from an unlabeled split, whose -1 is no label), and
+    logs how many sentences per split were truncated. Without `pad_to_max_length` nothing is padded
+    here: the collator pads each batch to its longest sentence. The map is cached by `datasets`.
     """
-
-    return raw.map(
-        tokenize_sentences,
-        batched=True,
-        fn_kwargs={
-            "tokenizer": tokenizer,
-            "max_length": data_args.max_seq_length,
-            "pad_to_max_length": data_args.pad_to_max_length,
-        },
-        num_proc=data_args.preprocessing_num_workers,
-        remove_columns=["source", "mark", "sentence"],
-        desc="Tokenizing",
-    )
+    tokenized = {}
+    for split, dataset in raw.items():
+        unlabeled = all(label == NO_LABEL for label in dataset["label"])
+        encoded = dataset.map(
+            tokenize_sentences,
+            batched=True,
+            fn_kwargs={
+                "tokenizer": tokenizer,
+                "max_length": data_args.max_seq_length,
+                "pad_to_max_length": data_args.pad_to_max_length,
+            },
+            num_proc=data_args.preprocessing_num_workers,
+            remove_columns=[c for c in dataset.column_names if c != "label" or unlabeled],
+            desc=f"Tokenizing {split}",
+        )
+        lengths = encoded["num_tokens"]
+        truncated = sum(length > data_args.max_seq_length for length in lengths)
+        if truncated:
+            logger.warning(
+                "%s: %d of %d sentences are longer than --max_seq_length %d tokens and were truncated "
+                "(longest: %d tokens).",
+                split,
+                truncated,
+                len(lengths),
+                data_args.max_seq_length,
+                max(lengths),
+            )
+        else:
+            logger.info("%s: no sentence truncated (longest: %d tokens).", split, max(lengths))
+        tokenized[split] = encoded.remove_columns("num_tokens")
+    return datasets.DatasetDict(tokenized)
