@@ -11,6 +11,7 @@ Flags: `python run_cola.py --help`. Tests call `main()` directly.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import Callable
@@ -20,10 +21,14 @@ import transformers
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
 from recipe.arguments import ConfigError, DataArguments, ModelArguments, RecipeArguments, parse_args
+from recipe.best_model import configure_best_model
 from recipe.checkpoints import resolve_resume_checkpoint
 from recipe.data import DataError, load_cola_splits, tokenize_cola
 from recipe.metrics import compute_cola_metrics
 from recipe.model import CheckpointError, load_model, load_tokenizer
+from recipe.predict import predict_cli
+from recipe.reporting import EpochTimerCallback, write_run_report
+from recipe.seeds import seeds_cli
 
 logger = logging.getLogger("run_cola")
 
@@ -62,6 +67,10 @@ def main(
     tokenizer = load_tokenizer(model_args)
     model = load_model(model_args)
     tokenized = tokenize_cola(raw, tokenizer, data_args)
+    callbacks = [
+        EpochTimerCallback(),
+        *configure_best_model(training_args, recipe_args, "validation" in tokenized),
+    ]
 
     trainer = Trainer(
         model=model,
@@ -72,6 +81,7 @@ def main(
         # Pads each batch to its longest sentence (a no-op when pad_to_max_length already padded).
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_cola_metrics,
+        callbacks=callbacks,
     )
 
     results: dict[str, float] = {}
@@ -94,12 +104,17 @@ def main(
             trainer.log_metrics(prefix, metrics)
             trainer.save_metrics(prefix, metrics)
             results.update(metrics)
+    if recipe_args.write_report:
+        write_run_report(trainer, tokenized, results, model_args, data_args, training_args, recipe_args)
     return results
 
 
 # `python run_cola.py NAME ...` runs a subcommand instead of training: NAME -> its entry point, which
 # takes the remaining arguments and returns an exit status.
-SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {}
+SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "predict": predict_cli,
+    "seeds": functools.partial(seeds_cli, train=main),
+}
 
 
 def cli(argv: list[str] | None = None) -> int:
