@@ -155,7 +155,7 @@ def gather_sentences(sentences: Sequence[str], file: str | None, stdin: TextIO) 
     """Sentences from the arguments, else from `file` ('-' is stdin), else from stdin when piped.
 
     Raises:
-        CheckpointError: never; ValueError when no sentence was given or the file is missing.
+        ValueError: no sentence was given, both sources were given, or the file is missing.
     """
     if sentences and file:
         raise ValueError("give sentences as arguments or with --file, not both.")

@@ -59,7 +59,8 @@ SPLIT_TITLES = {"eval": "validation"}
 
 
 class EpochTimerCallback(TrainerCallback):
-    """Record each epoch's training time, and log the training loss at the end of every epoch.
+    """Record each epoch's training time, and log the training loss at the end of every epoch
+    (unless --logging_strategy no).
 
     The time goes into `state.log_history` as `{"epoch", "step", "epoch_runtime"}`, so trainer_state.json
     (and every checkpoint) keeps it and a resumed run still reports earlier epochs. Logging at each
@@ -83,7 +84,8 @@ class EpochTimerCallback(TrainerCallback):
             state.log_history.append(
                 {"epoch": state.epoch, "step": state.global_step, EPOCH_RUNTIME_KEY: round(seconds, 4)}
             )
-        control.should_log = True
+        if args.logging_strategy != "no":  # a user who turned logging off keeps it off
+            control.should_log = True
 
 
 def epoch_of(entry: dict[str, Any]) -> int:
