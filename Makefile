@@ -8,6 +8,10 @@ CONFIG   ?= configs/bert-base-uncased.yaml
 MODEL    ?=
 DATA_DIR ?=
 ARGS     ?=
+SEEDS    ?= 1 2 3 4 5
+MODEL_DIR ?= outputs/bert-base-uncased
+FILE     ?=
+SENTENCES ?=
 # torch first, chosen for the machine: with an NVIDIA driver, the CUDA build from PyPI; without one,
 # torch 2.13.0 (a CPU build where the machine keeps one locally; an unpinned torch would pull a multi-GB
 # CUDA build onto a CPU-only box). Override with TORCH_SPEC="torch==X.Y" when you know better.
@@ -17,7 +21,7 @@ TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || ech
 AUTO_DOWNLOAD := $(if $(DATA_DIR),,$(if $(wildcard data/cola_public/raw),,--download))
 RUN_FLAGS := --config $(CONFIG) $(if $(MODEL),--model_name_or_path $(MODEL)) $(if $(DATA_DIR),--data_dir $(DATA_DIR)) $(AUTO_DOWNLOAD) $(ARGS)
 
-.PHONY: setup train test test-slow lint format clean
+.PHONY: setup train test test-slow lint format clean seeds predict
 
 setup: $(VENV)/.installed
 
@@ -30,6 +34,17 @@ $(VENV)/.installed: pyproject.toml
 
 train: setup
 	$(PY) run_cola.py $(RUN_FLAGS)
+
+# One run per seed into OUTPUT_DIR/seed-N (finished seeds are not retrained), then seeds.md/csv/png.
+#   make seeds SEEDS="1 2 3 4 5" ARGS="--output_dir outputs/seeds"
+seeds: setup
+	$(PY) run_cola.py seeds --seeds $(SEEDS) $(RUN_FLAGS)
+
+# Label sentences with a trained model: from SENTENCES, FILE (one per line) or standard input.
+#   make predict MODEL_DIR=outputs/bert-base-uncased SENTENCES='"The cat sat." "Cat the sat."'
+#   make predict FILE=sentences.txt ARGS="--format jsonl"      echo "The cat sat." | make predict
+predict: setup
+	$(PY) run_cola.py predict --model_dir $(MODEL_DIR) $(if $(FILE),--file $(FILE)) $(ARGS) $(SENTENCES)
 
 test: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q

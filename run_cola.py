@@ -11,6 +11,7 @@ Flags: `python run_cola.py --help`. Tests call `main()` directly.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import Callable
@@ -20,10 +21,14 @@ import transformers
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
 from recipe.arguments import ConfigError, DataArguments, ModelArguments, RecipeArguments, parse_args
+from recipe.best_model import configure_best_model
 from recipe.checkpoints import resolve_resume_checkpoint
 from recipe.data import DataError, check_splits_for_run, load_cola_splits, tokenize_cola
 from recipe.metrics import compute_cola_metrics
 from recipe.model import CheckpointError, load_model, load_tokenizer
+from recipe.predict import predict_cli
+from recipe.reporting import EpochTimerCallback, write_run_report
+from recipe.seeds import seeds_cli
 from recipe.submission import predict_test_submission
 
 logger = logging.getLogger("run_cola")
@@ -65,6 +70,10 @@ def main(
     tokenized = tokenize_cola(raw, tokenizer, data_args)
     # Decided once data and model have loaded, so a bad flag never costs the previous run's folder.
     resume_from = resolve_resume_checkpoint(training_args, recipe_args)
+    callbacks = [
+        EpochTimerCallback(),
+        *configure_best_model(training_args, recipe_args, "validation" in tokenized),
+    ]
 
     trainer = Trainer(
         model=model,
@@ -75,6 +84,7 @@ def main(
         # Pads each batch to its longest sentence (a no-op when pad_to_max_length already padded).
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_cola_metrics,
+        callbacks=callbacks,
     )
 
     results: dict[str, float] = {}
@@ -100,12 +110,17 @@ def main(
 
     if training_args.do_predict:  # the unlabeled test set -> CoLA.tsv (GLUE submission format)
         predict_test_submission(trainer, tokenized["test"], raw["test"], training_args.output_dir)
+    if recipe_args.write_report:
+        write_run_report(trainer, tokenized, results, model_args, data_args, training_args, recipe_args)
     return results
 
 
 # `python run_cola.py NAME ...` runs a subcommand instead of training: NAME -> its entry point, which
 # takes the remaining arguments and returns an exit status.
-SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {}
+SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "predict": predict_cli,
+    "seeds": functools.partial(seeds_cli, train=main),
+}
 
 
 def cli(argv: list[str] | None = None) -> int:

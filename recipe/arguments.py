@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
+from recipe.best_model import best_model_defaults
 from recipe.download import COLA_DOWNLOAD_URL, COLA_SHA256
 
 DEFAULT_DATA_DIR = "data/cola_public"
@@ -46,6 +47,11 @@ TUTORIAL_TRAINING_DEFAULTS: dict[str, Any] = {
     "logging_strategy": "steps",
     "logging_steps": 40,
     "report_to": "none",
+    # Keep and end with the checkpoint of best validation MCC (not the last, not the lowest loss).
+    # recipe/best_model.py switches load_best_model_at_end off where a run cannot support it.
+    "load_best_model_at_end": True,
+    "metric_for_best_model": "matthews_correlation",
+    "greater_is_better": True,
 }
 
 
@@ -194,6 +200,26 @@ class RecipeArguments:
             "and no checkpoint to resume is refused (transformers 5 removed overwrite_output_dir)."
         },
     )
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={
+            "help": "Stop after this many evaluations without a better validation MCC (--metric_for_best_model). "
+            "Off by default; the run still ends with the best-MCC checkpoint."
+        },
+    )
+    write_report: bool = field(
+        default=True,
+        metadata={
+            "help": "After the run, write epochs.csv/epochs.md, learning_curve.png, test_mcc_by_batch.png, "
+            "confusion_matrix*.png and a model card README.md to --output_dir, and print a summary."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            raise ValueError(
+                f"--early_stopping_patience must be at least 1; got {self.early_stopping_patience}."
+            )
 
 
 ARGUMENT_DATACLASSES = (ModelArguments, DataArguments, TrainingArguments, RecipeArguments)
@@ -262,6 +288,7 @@ def parse_args(
     pre, _ = config_only.parse_known_args(argv)
     if pre.config:
         parser.set_defaults(**load_config_file(pre.config, parser))
+    parser.set_defaults(**best_model_defaults(parser, argv))
     *outputs, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     unknown = [arg for arg in remaining if arg.startswith("-")] or remaining
     if unknown:
