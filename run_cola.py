@@ -17,13 +17,14 @@ from collections.abc import Callable
 
 import datasets
 import transformers
-from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
+from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
 
 from recipe.arguments import ConfigError, DataArguments, ModelArguments, RecipeArguments, parse_args
 from recipe.checkpoints import resolve_resume_checkpoint
 from recipe.data import DataError, load_cola_splits, tokenize_cola
 from recipe.metrics import compute_cola_metrics
 from recipe.model import CheckpointError, load_model, load_tokenizer
+from recipe.optim import ParamGroupTrainer
 
 logger = logging.getLogger("run_cola")
 
@@ -63,7 +64,9 @@ def main(
     model = load_model(model_args)
     tokenized = tokenize_cola(raw, tokenizer, data_args)
 
-    trainer = Trainer(
+    trainer = ParamGroupTrainer(  # the stock Trainer unless the head lr / layer-wise decay options are set
+        classifier_learning_rate=model_args.classifier_learning_rate,
+        layerwise_lr_decay=model_args.layerwise_lr_decay,
         model=model,
         args=training_args,
         train_dataset=tokenized["train"] if training_args.do_train else None,

@@ -67,6 +67,27 @@ class ModelArguments:
             "help": "Run custom modelling code shipped with a checkpoint. Off: only enable for code you trust."
         },
     )
+    classifier_learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "Learning rate of the new classification head (recipe/optim.py). Default: --learning_rate."
+        },
+    )
+    layerwise_lr_decay: float = field(
+        default=1.0,
+        metadata={
+            "help": "Layer-wise learning-rate decay: each encoder layer trains at this factor times the rate of "
+            "the one above, the embeddings at learning_rate * decay^(num_layers+1) (recipe/optim.py). 1.0: off."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if self.classifier_learning_rate is not None and self.classifier_learning_rate <= 0:
+            raise ConfigError(
+                f"--classifier_learning_rate must be positive; got {self.classifier_learning_rate}."
+            )
+        if not 0.0 < self.layerwise_lr_decay <= 1.0:
+            raise ConfigError(f"--layerwise_lr_decay must be in (0, 1]; got {self.layerwise_lr_decay}.")
 
 
 @dataclass
