@@ -25,6 +25,7 @@ from recipe.data import DataError, load_cola_splits, tokenize_cola
 from recipe.metrics import compute_cola_metrics
 from recipe.model import CheckpointError, load_model, load_tokenizer
 from recipe.optim import ParamGroupTrainer
+from recipe.search import search_cli
 
 logger = logging.getLogger("run_cola")
 
@@ -102,7 +103,9 @@ def main(
 
 # `python run_cola.py NAME ...` runs a subcommand instead of training: NAME -> its entry point, which
 # takes the remaining arguments and returns an exit status.
-SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {}
+SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "search": search_cli,  # hyperparameter search (recipe/search.py)
+}
 
 
 def cli(argv: list[str] | None = None) -> int:

@@ -145,6 +145,35 @@ class RecipeArguments:
             "and no checkpoint to resume is refused (transformers 5 removed overwrite_output_dir)."
         },
     )
+    # `python run_cola.py search` (recipe/search.py): how many trials, and the space they are drawn from.
+    n_trials: int = field(
+        default=20,
+        metadata={
+            "help": "search: finished trials the study should hold. Run the same command again with a larger "
+            "number to add trials to it (the study lives in OUTPUT_DIR/search/study.db)."
+        },
+    )
+    search_learning_rate: list[float] = field(
+        default_factory=lambda: [1e-5, 3e-4],
+        metadata={"help": "search: learning rate range LOW HIGH, drawn on a log scale."},
+    )
+    search_num_train_epochs: list[int] = field(
+        default_factory=lambda: [2, 3, 4, 5], metadata={"help": "search: epoch counts to choose from."}
+    )
+    search_warmup_ratio: list[float] = field(
+        default_factory=lambda: [0.0, 0.2],
+        metadata={"help": "search: warmup range LOW HIGH as a share of the training steps (below 1)."},
+    )
+    search_weight_decay: list[float] = field(
+        default_factory=lambda: [0.0, 0.1], metadata={"help": "search: weight decay range LOW HIGH."}
+    )
+    search_batch_size: list[int] = field(
+        default_factory=lambda: [16, 32], metadata={"help": "search: per-device train batch sizes to choose from."}
+    )
+    search_seed: list[int] = field(
+        default_factory=lambda: [42, 43, 44],
+        metadata={"help": "search: seeds to choose from (one value: the seed is fixed)."},
+    )
 
 
 ARGUMENT_DATACLASSES = (ModelArguments, DataArguments, TrainingArguments, RecipeArguments)
