@@ -168,7 +168,8 @@ class RecipeArguments:
         default_factory=lambda: [0.0, 0.1], metadata={"help": "search: weight decay range LOW HIGH."}
     )
     search_batch_size: list[int] = field(
-        default_factory=lambda: [16, 32], metadata={"help": "search: per-device train batch sizes to choose from."}
+        default_factory=lambda: [16, 32],
+        metadata={"help": "search: per-device train batch sizes to choose from."},
     )
     search_seed: list[int] = field(
         default_factory=lambda: [42, 43, 44],

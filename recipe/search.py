@@ -40,6 +40,7 @@ SEARCH_FOLDER = "search"
 STUDY_NAME = "cola-search"
 OBJECTIVE = "eval_matthews_correlation"
 RECORDED_METRICS = ("eval_loss", "eval_accuracy", "epoch")
+INTEGER_PARAMS = ("num_train_epochs", "per_device_train_batch_size", "seed")
 # TrainingArguments each trial sets (the Trainer's hyperparameter search assigns them by these names).
 SEARCHED_KEYS = (
     "learning_rate",
@@ -263,6 +264,10 @@ def write_trials_csv(study: Any, path: Path) -> int:
     )
     table = table.rename(columns={"value": OBJECTIVE})
     table.columns = [column.removeprefix("params_").removeprefix("user_attrs_") for column in table.columns]
+    # A failed trial's empty cells make pandas store whole columns as floats; integers stay integers.
+    for column in INTEGER_PARAMS:
+        if column in table:
+            table[column] = table[column].astype("Int64")
     table.to_csv(path, index=False)
     return len(table)
 
