@@ -15,7 +15,7 @@ TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || ech
 
 RUN_FLAGS := --config $(CONFIG) $(if $(MODEL),--model_name_or_path $(MODEL)) $(if $(DATA_DIR),--data_dir $(DATA_DIR)) $(ARGS)
 
-.PHONY: setup train test test-slow lint format clean
+.PHONY: setup train search test test-slow lint format clean
 
 setup: $(VENV)/.installed
 
@@ -28,6 +28,12 @@ $(VENV)/.installed: pyproject.toml
 
 train: setup
 	$(PY) run_cola.py $(RUN_FLAGS)
+
+# Hyperparameter search (recipe/search.py) into OUTPUT_DIR/search/; run it again with a larger N_TRIALS to add trials.
+#   make search CONFIG=configs/minilm-l6-cpu.yaml N_TRIALS=20 ARGS="--search_seed 42"
+N_TRIALS ?= 20
+search: setup
+	$(PY) run_cola.py search $(RUN_FLAGS) --n_trials $(N_TRIALS)
 
 test: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q

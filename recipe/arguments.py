@@ -175,6 +175,20 @@ class RecipeArguments:
         default_factory=lambda: [42, 43, 44],
         metadata={"help": "search: seeds to choose from (one value: the seed is fixed)."},
     )
+    search_classifier_lr_ratio: list[float] = field(
+        default_factory=list,
+        metadata={
+            "help": "search: head learning rate as a multiple of learning_rate, range LOW HIGH (log scale). "
+            "Empty: not searched (--classifier_learning_rate applies)."
+        },
+    )
+    search_layerwise_lr_decay: list[float] = field(
+        default_factory=list,
+        metadata={
+            "help": "search: layer-wise learning-rate decay range LOW HIGH within (0, 1]. "
+            "Empty: not searched (--layerwise_lr_decay applies)."
+        },
+    )
 
 
 ARGUMENT_DATACLASSES = (ModelArguments, DataArguments, TrainingArguments, RecipeArguments)

@@ -78,6 +78,17 @@ def check_search_space(recipe_args: RecipeArguments) -> None:
     for name, bounds in ranges.items():
         if len(bounds) != 2 or bounds[0] > bounds[1] or bounds[0] < 0:
             raise ConfigError(f"--{name} takes two numbers LOW HIGH with 0 <= LOW <= HIGH; got {bounds}.")
+    optional_ranges = {
+        "search_classifier_lr_ratio": (recipe_args.search_classifier_lr_ratio, float("inf")),
+        "search_layerwise_lr_decay": (recipe_args.search_layerwise_lr_decay, 1.0),
+    }
+    for name, (bounds, ceiling) in optional_ranges.items():
+        if bounds and (len(bounds) != 2 or not 0 < bounds[0] <= bounds[1] <= ceiling):
+            raise ConfigError(
+                f"--{name} takes two numbers LOW HIGH with 0 < LOW <= HIGH"
+                + (f" <= {ceiling:g}" if ceiling != float("inf") else "")
+                + f" (or nothing, to leave it unsearched); got {bounds}."
+            )
     if recipe_args.search_learning_rate[0] <= 0:
         raise ConfigError("--search_learning_rate is drawn on a log scale: LOW must be above 0.")
     if recipe_args.search_warmup_ratio[1] >= 1:
@@ -121,6 +132,61 @@ def suggest_training_settings(trial: Any, recipe_args: RecipeArguments) -> dict[
         ),
         "seed": trial.suggest_categorical("seed", recipe_args.search_seed),
     }
+
+
+def suggest_optimizer_settings(trial: Any, recipe_args: RecipeArguments) -> dict[str, float]:
+    """Draw the parameter-group options (recipe/optim.py) when their `--search_*` ranges are given.
+
+    They are ModelArguments, not TrainingArguments, so the Trainer cannot set them; `SearchTrainer`
+    applies them when it builds each trial's optimizer. Returns {} when neither is searched.
+    """
+    settings: dict[str, float] = {}
+    if recipe_args.search_classifier_lr_ratio:
+        low, high = recipe_args.search_classifier_lr_ratio
+        settings["classifier_lr_ratio"] = trial.suggest_float("classifier_lr_ratio", low, high, log=True)
+    if recipe_args.search_layerwise_lr_decay:
+        low, high = recipe_args.search_layerwise_lr_decay
+        settings["layerwise_lr_decay"] = trial.suggest_float("layerwise_lr_decay", low, high)
+    return settings
+
+
+def suggest_trial_settings(trial: Any, recipe_args: RecipeArguments) -> dict[str, Any]:
+    """Optuna's `hp_space`: draw every searched setting; return the TrainingArguments ones, which the
+    Trainer assigns (it warns about and skips any other key)."""
+    suggest_optimizer_settings(trial, recipe_args)
+    return suggest_training_settings(trial, recipe_args)
+
+
+def optimizer_options_from_params(params: dict[str, Any]) -> dict[str, float]:
+    """The ModelArguments a trial's drawn settings stand for (the head rate is stored as a ratio)."""
+    options: dict[str, float] = {}
+    if "classifier_lr_ratio" in params:
+        options["classifier_learning_rate"] = params["classifier_lr_ratio"] * params["learning_rate"]
+    if "layerwise_lr_decay" in params:
+        options["layerwise_lr_decay"] = params["layerwise_lr_decay"]
+    return options
+
+
+class SearchTrainer(ParamGroupTrainer):
+    """The recipe's Trainer for search trials: each trial's optimizer gets the trial's head learning rate
+    and layer-wise decay when those are searched.
+
+    The trial is `Trainer._trial`, set by `Trainer._hp_search_setup` before the optimizer is built
+    (transformers 5).
+    """
+
+    def __init__(self, *args, recipe_args: RecipeArguments, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.recipe_args = recipe_args
+
+    def create_optimizer(self, model=None):
+        trial = getattr(self, "_trial", None)
+        if self.optimizer is None and trial is not None and hasattr(trial, "suggest_float"):
+            suggest_optimizer_settings(trial, self.recipe_args)
+            params = {**trial.params, "learning_rate": self.args.learning_rate}
+            for name, value in optimizer_options_from_params(params).items():
+                setattr(self, name, value)
+        return super().create_optimizer(model)
 
 
 def init_model_for_trial(model_args: ModelArguments, recipe_args: RecipeArguments, trial: Any = None):
@@ -234,13 +300,16 @@ def write_best_config(
         **base_settings,
         "output_dir": str(output_dir),
         **{key: best_params[key] for key in SEARCHED_KEYS if key in best_params},
+        **optimizer_options_from_params(best_params),
     }
     header = [
         f"# python run_cola.py --config {path}",
         f"#   override a key:  python run_cola.py --config {path} --seed 43",
         f"# The best of {n_finished} finished trials of `python run_cola.py search` (recipe/search.py):",
         f"# validation {OBJECTIVE} {best_value:.4f} (trial {best_number}).",
-        "# Searched: " + ", ".join(SEARCHED_KEYS) + " (warmup_steps below 1 is a share of the steps).",
+        "# Searched: "
+        + ", ".join([*SEARCHED_KEYS, *optimizer_options_from_params(best_params)])
+        + " (warmup_steps below 1 is a share of the steps).",
         "# The validation split follows --seed: with a seed other than the search's, validation MCC is",
         "# measured on other sentences; compare runs on the test splits, over several seeds.",
     ]
@@ -344,7 +413,8 @@ def run_search(
         # The Trainer casts each drawn value to the type of the current one; an int 0 would truncate a ratio.
         warmup_steps=float(training_args.warmup_steps),
     )
-    trainer = ParamGroupTrainer(
+    trainer = SearchTrainer(
+        recipe_args=recipe_args,
         classifier_learning_rate=model_args.classifier_learning_rate,
         layerwise_lr_decay=model_args.layerwise_lr_decay,
         model_init=functools.partial(init_model_for_trial, model_args, recipe_args),
@@ -363,7 +433,7 @@ def run_search(
     if remaining > 0:
         logger.info("Search: %d more trials (of --n_trials %d) in %s", remaining, recipe_args.n_trials, out)
         trainer.hyperparameter_search(
-            hp_space=functools.partial(suggest_training_settings, recipe_args=recipe_args),
+            hp_space=functools.partial(suggest_trial_settings, recipe_args=recipe_args),
             compute_objective=validation_mcc,
             n_trials=remaining,
             direction="maximize",

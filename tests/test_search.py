@@ -26,6 +26,13 @@ SEARCH_SPACE = [
     # The search's own seed: the validation split of best.yaml's run is then the one the trials saw.
     "--search_seed",
     "42",
+    # Parameter groups (recipe/optim.py) searched too: best.yaml must carry them as ModelArguments.
+    "--search_classifier_lr_ratio",
+    "1",
+    "10",
+    "--search_layerwise_lr_decay",
+    "0.5",
+    "1.0",
 ]
 
 
@@ -75,6 +82,10 @@ def test_search_writes_trials_a_best_config_that_reproduces_its_trial_and_resume
     assert training_args.warmup_steps == pytest.approx(float(best_row["warmup_steps"]))
     assert training_args.per_device_train_batch_size == int(best_row["per_device_train_batch_size"])
     assert training_args.output_dir == str(out / "best")
+    assert model_args.layerwise_lr_decay == pytest.approx(float(best_row["layerwise_lr_decay"]))
+    assert model_args.classifier_learning_rate == pytest.approx(
+        float(best_row["classifier_lr_ratio"]) * float(best_row["learning_rate"])
+    )
 
     # Trained through run_cola.main, it is the best trial again: same head, data order and dropout.
     results = run_cola.main(model_args, data_args, training_args)
@@ -106,6 +117,7 @@ def test_search_without_optuna_says_how_to_install_it(tiny_bert, cola_dir, tmp_p
         (["--search_learning_rate", "0", "1e-3"], "log scale"),
         (["--search_weight_decay", "0.1"], "--search_weight_decay"),
         (["--validation_split", "0"], "--validation_split"),
+        (["--search_layerwise_lr_decay", "0.5", "1.2"], "--search_layerwise_lr_decay"),
     ],
 )
 def test_search_refuses_a_bad_space(tiny_bert, cola_dir, tmp_path, capsys, flags, message):
