@@ -56,14 +56,19 @@ SEARCH_ONLY_RECIPE_KEYS = {"n_trials", "overwrite_output"} | {
 }
 
 
-def import_optuna() -> ModuleType:
-    """Optuna, the optional dependency of the search, or a ConfigError saying how to install it."""
+def import_search_dependencies() -> ModuleType:
+    """Optuna (returned) and matplotlib, the search's optional dependencies, checked before any trial runs.
+
+    Raises:
+        ConfigError: one is missing; the message says how to install them.
+    """
     try:
+        import matplotlib  # noqa: F401  (the plot is drawn after the trials; fail before them)
         import optuna
     except ImportError as err:
         raise ConfigError(
-            "`run_cola.py search` needs Optuna, an optional dependency: pip install -e '.[search]' "
-            "(or pip install 'optuna>=3')."
+            f"`run_cola.py search` needs Optuna and matplotlib, optional dependencies ({err}): "
+            "pip install -e '.[search]' (or pip install 'optuna>=3' matplotlib)."
         ) from err
     return optuna
 
@@ -382,7 +387,7 @@ def run_search(
     Raises:
         ConfigError: Optuna missing, a bad search space, no validation split, or several processes.
     """
-    optuna = import_optuna()
+    optuna = import_search_dependencies()
     check_search_space(recipe_args)
     if data_args.validation_split <= 0:
         raise ConfigError("search selects on the validation split: --validation_split must be above 0.")
