@@ -103,9 +103,8 @@ def build_param_groups(
             spec, learning_rate, num_layers, classifier_learning_rate, layerwise_lr_decay
         )
         decays = name in decay_names
-        group_name = ("head" if spec.is_head else f"encoder.depth{spec.depth}") + (
-            "" if decays else "/no_decay"
-        )
+        place = "head" if spec.is_head else f"encoder.depth{spec.depth}"
+        group_name = place if decays else f"{place}/no_decay"
         group = groups.setdefault(
             group_name,
             {
@@ -149,9 +148,8 @@ class ParamGroupTrainer(Trainer):
         optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
         # Some --optim choices build their own parameter list (GaLore, LOMO, layer-wise 8-bit, Muon
         # factories); per-group learning rates would be silently dropped there, so refuse instead.
-        if is_optimizer_factory(optimizer_cls) or {"params", "model", "optimizer_dict"} & set(
-            optimizer_kwargs
-        ):
+        builds_own_groups = {"params", "model", "optimizer_dict"} & set(optimizer_kwargs)
+        if is_optimizer_factory(optimizer_cls) or builds_own_groups:
             raise ConfigError(
                 f"--optim {self.args.optim} builds its own parameter groups, so --classifier_learning_rate "
                 "and --layerwise_lr_decay cannot be applied. Use --optim adamw_torch (the default), or drop "
