@@ -21,7 +21,7 @@ TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || ech
 AUTO_DOWNLOAD := $(if $(DATA_DIR),,$(if $(wildcard data/cola_public/raw),,--download))
 RUN_FLAGS := --config $(CONFIG) $(if $(MODEL),--model_name_or_path $(MODEL)) $(if $(DATA_DIR),--data_dir $(DATA_DIR)) $(AUTO_DOWNLOAD) $(ARGS)
 
-.PHONY: setup train test test-slow lint format clean seeds predict
+.PHONY: setup train test test-slow lint format clean seeds predict search
 
 setup: $(VENV)/.installed
 
@@ -45,6 +45,11 @@ seeds: setup
 #   make predict FILE=sentences.txt ARGS="--format jsonl"      echo "The cat sat." | make predict
 predict: setup
 	$(PY) run_cola.py predict --model_dir $(MODEL_DIR) $(if $(FILE),--file $(FILE)) $(ARGS) $(SENTENCES)
+# Hyperparameter search (recipe/search.py) into OUTPUT_DIR/search/; run it again with a larger N_TRIALS to add trials.
+#   make search CONFIG=configs/minilm-l6-cpu.yaml N_TRIALS=20 ARGS="--search_seed 42"
+N_TRIALS ?= 20
+search: setup
+	$(PY) run_cola.py search $(RUN_FLAGS) --n_trials $(N_TRIALS)
 
 test: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import datasets
 import transformers
-from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
+from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
 
 from recipe.arguments import ConfigError, DataArguments, ModelArguments, RecipeArguments, parse_args
 from recipe.best_model import configure_best_model
@@ -26,8 +26,10 @@ from recipe.checkpoints import resolve_resume_checkpoint
 from recipe.data import DataError, check_splits_for_run, load_cola_splits, tokenize_cola
 from recipe.metrics import compute_cola_metrics
 from recipe.model import CheckpointError, load_model, load_tokenizer
+from recipe.optim import ParamGroupTrainer
 from recipe.predict import predict_cli
 from recipe.reporting import EpochTimerCallback, write_run_report
+from recipe.search import search_cli
 from recipe.seeds import seeds_cli
 from recipe.submission import predict_test_submission
 
@@ -75,7 +77,9 @@ def main(
         *configure_best_model(training_args, recipe_args, "validation" in tokenized),
     ]
 
-    trainer = Trainer(
+    trainer = ParamGroupTrainer(  # the stock Trainer unless the head lr / layer-wise decay options are set
+        classifier_learning_rate=model_args.classifier_learning_rate,
+        layerwise_lr_decay=model_args.layerwise_lr_decay,
         model=model,
         args=training_args,
         train_dataset=tokenized["train"] if training_args.do_train else None,
@@ -120,6 +124,7 @@ def main(
 SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {
     "predict": predict_cli,
     "seeds": functools.partial(seeds_cli, train=main),
+    "search": search_cli,  # hyperparameter search (recipe/search.py)
 }
 
 

@@ -80,6 +80,27 @@ class ModelArguments:
             "help": "Run custom modelling code shipped with a checkpoint. Off: only enable for code you trust."
         },
     )
+    classifier_learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "Learning rate of the new classification head (recipe/optim.py). Default: --learning_rate."
+        },
+    )
+    layerwise_lr_decay: float = field(
+        default=1.0,
+        metadata={
+            "help": "Layer-wise learning-rate decay: each encoder layer trains at this factor times the rate of "
+            "the one above, the embeddings at learning_rate * decay^(num_layers+1) (recipe/optim.py). 1.0: off."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if self.classifier_learning_rate is not None and self.classifier_learning_rate <= 0:
+            raise ConfigError(
+                f"--classifier_learning_rate must be positive; got {self.classifier_learning_rate}."
+            )
+        if not 0.0 < self.layerwise_lr_decay <= 1.0:
+            raise ConfigError(f"--layerwise_lr_decay must be in (0, 1]; got {self.layerwise_lr_decay}.")
 
 
 @dataclass
@@ -215,9 +236,54 @@ class RecipeArguments:
         },
     )
 
+    # `python run_cola.py search` (recipe/search.py): how many trials, and the space they are drawn from.
+    n_trials: int = field(
+        default=20,
+        metadata={
+            "help": "search: finished trials the study should hold. Run the same command again with a larger "
+            "number to add trials to it (the study lives in OUTPUT_DIR/search/study.db)."
+        },
+    )
+    search_learning_rate: list[float] = field(
+        default_factory=lambda: [1e-5, 3e-4],
+        metadata={"help": "search: learning rate range LOW HIGH, drawn on a log scale."},
+    )
+    search_num_train_epochs: list[int] = field(
+        default_factory=lambda: [2, 3, 4, 5], metadata={"help": "search: epoch counts to choose from."}
+    )
+    search_warmup_ratio: list[float] = field(
+        default_factory=lambda: [0.0, 0.2],
+        metadata={"help": "search: warmup range LOW HIGH as a share of the training steps (below 1)."},
+    )
+    search_weight_decay: list[float] = field(
+        default_factory=lambda: [0.0, 0.1], metadata={"help": "search: weight decay range LOW HIGH."}
+    )
+    search_batch_size: list[int] = field(
+        default_factory=lambda: [16, 32],
+        metadata={"help": "search: per-device train batch sizes to choose from."},
+    )
+    search_seed: list[int] = field(
+        default_factory=lambda: [42, 43, 44],
+        metadata={"help": "search: seeds to choose from (one value: the seed is fixed)."},
+    )
+    search_classifier_lr_ratio: list[float] = field(
+        default_factory=list,
+        metadata={
+            "help": "search: head learning rate as a multiple of learning_rate, range LOW HIGH (log scale). "
+            "Empty: not searched (--classifier_learning_rate applies)."
+        },
+    )
+    search_layerwise_lr_decay: list[float] = field(
+        default_factory=list,
+        metadata={
+            "help": "search: layer-wise learning-rate decay range LOW HIGH within (0, 1]. "
+            "Empty: not searched (--layerwise_lr_decay applies)."
+        },
+    )
+
     def __post_init__(self) -> None:
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"--early_stopping_patience must be at least 1; got {self.early_stopping_patience}."
             )
 
