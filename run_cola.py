@@ -22,6 +22,7 @@ from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, se
 from recipe.arguments import ConfigError, DataArguments, ModelArguments, RecipeArguments, parse_args
 from recipe.checkpoints import resolve_resume_checkpoint
 from recipe.data import DataError, load_cola_splits, tokenize_cola
+from recipe.distributed import apply_global_batch_size, launch_summary
 from recipe.metrics import compute_cola_metrics
 from recipe.model import CheckpointError, load_model, load_tokenizer
 
@@ -53,6 +54,7 @@ def main(
     """Run the recipe; returns every metric written to `all_results.json`."""
     recipe_args = recipe_args or RecipeArguments()
     setup_logging(training_args)
+    apply_global_batch_size(training_args, recipe_args)  # before the Trainer reads the batch size
     resume_from = resolve_resume_checkpoint(training_args, recipe_args)
     logger.info("Training arguments: %s", training_args.to_json_string())
     # Seed before the model is built so the new classifier head's initialisation follows the seed too.
@@ -94,6 +96,9 @@ def main(
             trainer.log_metrics(prefix, metrics)
             trainer.save_metrics(prefix, metrics)
             results.update(metrics)
+    launch = launch_summary(training_args)  # world size and global batch, into all_results.json
+    trainer.save_metrics("launch", launch)
+    results.update(launch)
     return results
 
 

@@ -56,7 +56,7 @@ def load_model(model_args: ModelArguments) -> PreTrainedModel:
     """Load the encoder with a fresh 2-way classification head (unacceptable / acceptable)."""
     name = model_args.model_name_or_path
     try:
-        return AutoModelForSequenceClassification.from_pretrained(
+        model = AutoModelForSequenceClassification.from_pretrained(
             name,
             num_labels=len(COLA_LABELS),
             id2label=COLA_LABELS,
@@ -67,3 +67,10 @@ def load_model(model_args: ModelArguments) -> PreTrainedModel:
         )
     except (OSError, ValueError) as err:
         raise CheckpointError(checkpoint_error_message(name, "model", err)) from err
+    # The heads of these families take **kwargs but compute a plain mean cross-entropy and ignore
+    # `num_items_in_batch`. Seeing **kwargs, the Trainer (transformers 5) assumes the loss is already
+    # normalised over the whole batch: it multiplies it by the number of processes (so eval_loss and the
+    # gradients are world_size times too large under DDP) and skips the division by
+    # gradient_accumulation_steps. Saying the model takes no loss kwargs restores plain mean losses.
+    model.accepts_loss_kwargs = False
+    return model
