@@ -24,7 +24,7 @@ from recipe.checkpoints import resolve_resume_checkpoint
 from recipe.data import DataError, load_cola_splits, tokenize_cola
 from recipe.distributed import apply_global_batch_size, launch_summary
 from recipe.metrics import compute_cola_metrics
-from recipe.model import CheckpointError, load_model, load_tokenizer
+from recipe.model import CheckpointError, load_model, load_tokenizer, match_tokenizer_to_model
 
 logger = logging.getLogger("run_cola")
 
@@ -63,6 +63,7 @@ def main(
     raw = load_cola_splits(data_args, seed=training_args.seed)
     tokenizer = load_tokenizer(model_args)
     model = load_model(model_args)
+    match_tokenizer_to_model(tokenizer, model)
     tokenized = tokenize_cola(raw, tokenizer, data_args)
 
     trainer = Trainer(
