@@ -125,6 +125,8 @@ def match_tokenizer_to_model(tokenizer: PreTrainedTokenizerBase, model: PreTrain
     """
     accepted = inspect.signature(model.forward).parameters
     if "token_type_ids" in tokenizer.model_input_names and "token_type_ids" not in accepted:
-        tokenizer.model_input_names = [
-            name for name in tokenizer.model_input_names if name != "token_type_ids"
-        ]
+        inputs = [name for name in tokenizer.model_input_names if name != "token_type_ids"]
+        tokenizer.model_input_names = inputs
+        tokenizer.init_kwargs["model_input_names"] = (
+            inputs  # what save_pretrained writes to tokenizer_config.json
+        )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import WORDS, cola_rows, fast_args
+from conftest import WORDS, cola_rows, fast_args, write_tiny_bert
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import (
     AlbertConfig,
@@ -261,3 +261,70 @@ def test_family_trains_evaluates_and_reloads(family, cola_dir, tmp_path):
     with torch.no_grad():
         logits = model(**batch).logits
     assert logits.shape == (2, 2) and torch.isfinite(logits).all()
+
+
+def test_token_type_ids_dropped_when_the_model_takes_none(cola_dir, tmp_path):
+    """transformers 5 gives a `distilbert` checkpoint without a tokenizer class a BertTokenizer, which
+    makes token_type_ids; the run's tokenizer (and the copy saved with the model) stops making them."""
+    config, _ = distilbert()
+    checkpoint = tmp_path / "distilbert-bert-tokenizer"
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(checkpoint)
+    BertTokenizer(vocab=train_wordpiece_vocab()).save_pretrained(checkpoint)
+    assert "token_type_ids" in AutoTokenizer.from_pretrained(checkpoint)("a cat")
+
+    out = tmp_path / "out"
+    run_cola.main(
+        *parse_args(fast_args(checkpoint, cola_dir, out, "--max_steps", "2", "--save_strategy", "no"))
+    )
+    saved = AutoTokenizer.from_pretrained(out)
+    assert "token_type_ids" not in saved("a cat")
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert model(**saved(["a cat sat."], return_tensors="pt")).logits.shape == (1, 2)
+
+
+CUSTOM_CONFIG_CODE = """from transformers import BertConfig
+
+
+class CustomBertConfig(BertConfig):
+    model_type = "custom-bert"
+"""
+CUSTOM_MODEL_CODE = """from transformers import BertForSequenceClassification
+
+from .configuration_custom import CustomBertConfig
+
+
+class CustomBertForSequenceClassification(BertForSequenceClassification):
+    config_class = CustomBertConfig
+"""
+
+
+def write_custom_code_checkpoint(folder: Path) -> Path:
+    """A tiny BERT whose config.json maps the Auto classes to code shipped in the folder (auto_map)."""
+    write_tiny_bert(folder)
+    (folder / "configuration_custom.py").write_text(CUSTOM_CONFIG_CODE)
+    (folder / "modeling_custom.py").write_text(CUSTOM_MODEL_CODE)
+    config = json.loads((folder / "config.json").read_text())
+    config["model_type"] = "custom-bert"
+    config["auto_map"] = {
+        "AutoConfig": "configuration_custom.CustomBertConfig",
+        "AutoModelForSequenceClassification": "modeling_custom.CustomBertForSequenceClassification",
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_checkpoint_with_custom_code_is_refused_unless_trusted(cola_dir, tmp_path, capsys):
+    checkpoint = write_custom_code_checkpoint(tmp_path / "custom")
+    flags = fast_args(checkpoint, cola_dir, tmp_path / "out", "--max_steps", "2", "--save_strategy", "no")
+
+    assert run_cola.cli(flags) == 2
+    error = capsys.readouterr().err
+    assert "--trust_remote_code true" in error, error
+    assert "modeling_custom.CustomBertForSequenceClassification" in error, error
+    assert not (tmp_path / "out" / "all_results.json").exists()
+
+    results = run_cola.main(*parse_args([*flags, "--trust_remote_code", "true"]))
+    assert "in_domain_dev_matthews_correlation" in results
+    assert type(
+        AutoModelForSequenceClassification.from_pretrained(tmp_path / "out", trust_remote_code=True)
+    ).__name__ == ("CustomBertForSequenceClassification")
