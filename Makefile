@@ -21,7 +21,7 @@ TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || ech
 AUTO_DOWNLOAD := $(if $(DATA_DIR),,$(if $(wildcard data/cola_public/raw),,--download))
 RUN_FLAGS := --config $(CONFIG) $(if $(MODEL),--model_name_or_path $(MODEL)) $(if $(DATA_DIR),--data_dir $(DATA_DIR)) $(AUTO_DOWNLOAD) $(ARGS)
 
-.PHONY: setup train test test-slow lint format clean seeds predict search
+.PHONY: setup train test test-slow test-distributed lint format clean seeds predict search
 
 setup: $(VENV)/.installed
 
@@ -57,6 +57,10 @@ test: setup
 # Real checkpoints and real CoLA (../shared/cola_public); skipped with a reason when absent.
 test-slow: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m slow
+
+# Two real processes under `accelerate launch` (gloo on the CPU); about 2-3 minutes, so not in `make test`.
+test-distributed: setup
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m distributed
 
 lint: setup
 	$(PY) -m ruff check .

@@ -24,8 +24,9 @@ from recipe.arguments import ConfigError, DataArguments, ModelArguments, RecipeA
 from recipe.best_model import configure_best_model
 from recipe.checkpoints import resolve_resume_checkpoint
 from recipe.data import DataError, check_splits_for_run, load_cola_splits, tokenize_cola
+from recipe.distributed import apply_global_batch_size, launch_summary
 from recipe.metrics import compute_cola_metrics
-from recipe.model import CheckpointError, load_model, load_tokenizer
+from recipe.model import CheckpointError, load_model, load_tokenizer, match_tokenizer_to_model
 from recipe.optim import ParamGroupTrainer
 from recipe.predict import predict_cli
 from recipe.reporting import EpochTimerCallback, write_run_report
@@ -61,6 +62,7 @@ def main(
     """Run the recipe; returns every metric written to `all_results.json`."""
     recipe_args = recipe_args or RecipeArguments()
     setup_logging(training_args)
+    apply_global_batch_size(training_args, recipe_args)  # before the Trainer reads the batch size
     logger.info("Training arguments: %s", training_args.to_json_string())
     # Seed before the model is built so the new classifier head's initialisation follows the seed too.
     set_seed(training_args.seed)
@@ -69,6 +71,7 @@ def main(
     check_splits_for_run(raw, training_args)
     tokenizer = load_tokenizer(model_args)
     model = load_model(model_args)
+    match_tokenizer_to_model(tokenizer, model)
     tokenized = tokenize_cola(raw, tokenizer, data_args)
     # Decided once data and model have loaded, so a bad flag never costs the previous run's folder.
     resume_from = resolve_resume_checkpoint(training_args, recipe_args)
@@ -111,6 +114,9 @@ def main(
             trainer.log_metrics(prefix, metrics)
             trainer.save_metrics(prefix, metrics)
             results.update(metrics)
+    launch = launch_summary(training_args)  # world size and global batch, into all_results.json
+    trainer.save_metrics("launch", launch)
+    results.update(launch)
 
     if training_args.do_predict:  # the unlabeled test set -> CoLA.tsv (GLUE submission format)
         predict_test_submission(trainer, tokenized["test"], raw["test"], training_args.output_dir)

@@ -287,6 +287,16 @@ class RecipeArguments:
                 f"--early_stopping_patience must be at least 1; got {self.early_stopping_patience}."
             )
 
+    global_train_batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Examples per optimizer step over all processes. Set: per_device_train_batch_size "
+            "becomes the most one device holds, and the per-device batch and gradient_accumulation_steps "
+            "are derived from the number of processes, so results compare across launches. "
+            "Unset: per_device_train_batch_size is used as given."
+        },
+    )
+
 
 ARGUMENT_DATACLASSES = (ModelArguments, DataArguments, TrainingArguments, RecipeArguments)
 

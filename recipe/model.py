@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import json
 import os
 from pathlib import Path
 
@@ -38,6 +40,39 @@ def checkpoint_error_message(name: str, what: str, err: Exception) -> str:
     )
 
 
+def custom_code_files(name: str) -> list[str]:
+    """The custom classes a local checkpoint's config.json / tokenizer_config.json map to (`auto_map`)."""
+    files = []
+    for config_name in ("config.json", "tokenizer_config.json"):
+        path = Path(name) / config_name
+        if path.is_file():
+            try:
+                auto_map = json.loads(path.read_text(encoding="utf-8")).get("auto_map") or {}
+            except (ValueError, AttributeError):
+                continue  # an unreadable file is reported by from_pretrained itself
+            for target in auto_map.values():
+                for reference in target if isinstance(target, list) else [target]:
+                    if reference:
+                        files.append(f"{config_name} -> {reference}")
+    return files
+
+
+def needs_remote_code(err: Exception) -> bool:
+    """Whether transformers refused to load because the checkpoint ships code (a ValueError naming the flag)."""
+    return isinstance(err, ValueError) and "trust_remote_code" in str(err)
+
+
+def remote_code_message(name: str, what: str) -> str:
+    """Say that the checkpoint runs its own code and how to allow it."""
+    found = custom_code_files(name)
+    listed = f" ({'; '.join(found)})" if found else ""
+    return (
+        f"Could not load the {what} for --model_name_or_path {name}: the checkpoint ships its own Python "
+        f"code{listed}, which would run on this machine. It is refused unless you allow it: read that code, "
+        "then pass --trust_remote_code true (or `trust_remote_code: true` in the --config YAML)."
+    )
+
+
 def load_tokenizer(model_args: ModelArguments) -> PreTrainedTokenizerBase:
     """Load the (fast) tokenizer named by --tokenizer_name or --model_name_or_path."""
     name = model_args.tokenizer_name or model_args.model_name_or_path
@@ -49,6 +84,8 @@ def load_tokenizer(model_args: ModelArguments) -> PreTrainedTokenizerBase:
             trust_remote_code=model_args.trust_remote_code,
         )
     except (OSError, ValueError) as err:
+        if needs_remote_code(err):
+            raise CheckpointError(remote_code_message(name, "tokenizer")) from err
         raise CheckpointError(checkpoint_error_message(name, "tokenizer", err)) from err
 
 
@@ -56,7 +93,7 @@ def load_model(model_args: ModelArguments) -> PreTrainedModel:
     """Load the encoder with a fresh 2-way classification head (unacceptable / acceptable)."""
     name = model_args.model_name_or_path
     try:
-        return AutoModelForSequenceClassification.from_pretrained(
+        model = AutoModelForSequenceClassification.from_pretrained(
             name,
             num_labels=len(COLA_LABELS),
             id2label=COLA_LABELS,
@@ -66,4 +103,30 @@ def load_model(model_args: ModelArguments) -> PreTrainedModel:
             trust_remote_code=model_args.trust_remote_code,
         )
     except (OSError, ValueError) as err:
+        if needs_remote_code(err):
+            raise CheckpointError(remote_code_message(name, "model")) from err
         raise CheckpointError(checkpoint_error_message(name, "model", err)) from err
+    # The heads of these families take **kwargs but compute a plain mean cross-entropy and ignore
+    # `num_items_in_batch`. Seeing **kwargs, the Trainer (transformers 5) assumes the loss is already
+    # normalised over the whole batch: it multiplies it by the number of processes (so eval_loss and the
+    # gradients are world_size times too large under DDP) and skips the division by
+    # gradient_accumulation_steps. Saying the model takes no loss kwargs restores plain mean losses.
+    model.accepts_loss_kwargs = False
+    return model
+
+
+def match_tokenizer_to_model(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> None:
+    """Stop the tokenizer producing `token_type_ids` for a model whose forward has no such input.
+
+    Most tokenizers already agree with their model (RoBERTa's and DistilBERT's leave them out), but
+    transformers 5 maps a `distilbert` checkpoint without a tokenizer class to BertTokenizer, which
+    makes them. The Trainer would drop the column; fixing the tokenizer also fixes the copy saved with
+    the model, so `model(**tokenizer(text))` works on the saved run.
+    """
+    accepted = inspect.signature(model.forward).parameters
+    if "token_type_ids" in tokenizer.model_input_names and "token_type_ids" not in accepted:
+        inputs = [name for name in tokenizer.model_input_names if name != "token_type_ids"]
+        tokenizer.model_input_names = inputs
+        tokenizer.init_kwargs["model_input_names"] = (
+            inputs  # what save_pretrained writes to tokenizer_config.json
+        )
