@@ -17,10 +17,12 @@ from collections.abc import Callable
 
 import datasets
 import transformers
-from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
+from transformers import Trainer, TrainingArguments, set_seed
 
 from recipe.arguments import ConfigError, DataArguments, ModelArguments, parse_args
 from recipe.data import DataError, load_cola_splits, tokenize_cola
+from recipe.eval_order import LengthOrderedTrainer
+from recipe.hardware import build_data_collator
 from recipe.metrics import compute_cola_metrics
 from recipe.model import CheckpointError, load_model, load_tokenizer
 
@@ -57,14 +59,16 @@ def main(
     model = load_model(model_args)
     tokenized = tokenize_cola(raw, tokenizer, data_args)
 
-    trainer = Trainer(
+    # Sorted-by-length evaluation batches, with predictions returned in the dataset's order.
+    trainer_class = LengthOrderedTrainer if data_args.order_eval_by_length else Trainer
+    trainer = trainer_class(
         model=model,
         args=training_args,
         train_dataset=tokenized["train"] if training_args.do_train else None,
         eval_dataset=tokenized.get("validation"),
         processing_class=tokenizer,
         # Pads each batch to its longest sentence (a no-op when pad_to_max_length already padded).
-        data_collator=DataCollatorWithPadding(tokenizer),
+        data_collator=build_data_collator(tokenizer, training_args.device.type),
         compute_metrics=compute_cola_metrics,
     )
 

@@ -16,6 +16,9 @@ from typing import Any
 
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
+from transformers.hf_argparser import string_to_bool
+
+from recipe.hardware import detect_hardware, fast_training_defaults
 
 DEFAULT_DATA_DIR = "data/cola_public"
 
@@ -100,6 +103,13 @@ class DataArguments:
     preprocessing_num_workers: int | None = field(
         default=None, metadata={"help": "Processes for tokenization (datasets.map num_proc)."}
     )
+    order_eval_by_length: bool = field(
+        default=True,
+        metadata={
+            "help": "Evaluate and predict in batches sorted by length (less padding); metrics and the order "
+            "of predictions are unchanged (recipe/eval_order.py)."
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.max_seq_length < 3:
@@ -172,16 +182,22 @@ def parse_args(
 ) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
     """Parse `argv` (default: sys.argv[1:]) into the three argument dataclasses.
 
-    Order of precedence: command-line flag > `--config` YAML > tutorial defaults > dataclass defaults.
+    Order of precedence: command-line flag > `--config` YAML > fast settings for this machine
+    (`recipe.hardware.fast_training_defaults`) > tutorial defaults > dataclass defaults.
     An unknown flag makes argparse exit with an error naming it.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     config_only = argparse.ArgumentParser(add_help=False)
     config_only.add_argument("--config", type=str, default=None)
+    config_only.add_argument("--use_cpu", type=string_to_bool, nargs="?", const=True, default=None)
     pre, _ = config_only.parse_known_args(argv)
-    if pre.config:
-        parser.set_defaults(**load_config_file(pre.config, parser))
+    config_values = load_config_file(pre.config, parser) if pre.config else {}
+    # Fast settings for this machine (recipe/hardware.py) rank under the config file and the flags.
+    use_cpu = pre.use_cpu if pre.use_cpu is not None else string_to_bool(config_values.get("use_cpu", False))
+    fast = fast_training_defaults(detect_hardware(use_cpu=use_cpu))
+    parser.set_defaults(**{key: value for key, value in fast.items() if key not in config_values})
+    parser.set_defaults(**config_values)
     *outputs, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     unknown = [arg for arg in remaining if arg.startswith("-")] or remaining
     if unknown:
