@@ -122,6 +122,7 @@ def fast_training_defaults(hardware: Hardware) -> dict[str, Any]:
         # bf16 autocast only where the CPU computes bf16 natively; emulated bf16 is >100x slower here.
         defaults["bf16"] = hardware.cpu_native_bf16
         defaults["dataloader_num_workers"] = 0
+        defaults["dataloader_pin_memory"] = False  # pinned memory only helps copies to a GPU
     return defaults
 
 
