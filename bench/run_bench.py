@@ -134,7 +134,6 @@ def run_recipe_variant(flags: list[str]) -> dict[str, Any]:
     """Run `run_cola.main` with `flags`, counting the tokens its model sees; returns the raw measurements."""
     import run_cola
     from recipe.arguments import parse_args
-
     from recipe.metrics import load_mcc_metric
 
     load_mcc_metric()  # load the metric module now, so the first evaluation's time is evaluation only
@@ -252,7 +251,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         f"Command: `{report['command']}`  ",
         f"Date: {report['date']}  ",
-        f"Machine: {report['machine']}  ",
+        f"Machine: {report['machine']}; 1-minute load average at start: {report['load_at_start']}  ",
         f"Model: {report['model_dir']} ({report['params'] / 1e6:.1f} M parameters, "
         f"{report['matmul_params'] / 1e6:.1f} M outside the embeddings); data: {report['data_dir']}  ",
         f"Mode: {report['mode']} ({report['max_train_samples'] or 'all'} training rows read, 10% held out); "
@@ -321,6 +320,7 @@ def build_report(
         "command": extra["command"],
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "machine": extra["machine"],
+        "load_at_start": extra.get("load_at_start"),
         "model_dir": args.model_dir,
         "data_dir": args.data_dir,
         "mode": "quick" if args.quick else "full",
@@ -394,6 +394,10 @@ def main(argv: list[str] | None = None) -> int:
 
     command = "python bench/run_bench.py " + " ".join(argv)
     print(f"Benchmark: {command.strip()}", flush=True)
+    load_at_start = os.getloadavg()[0]
+    if load_at_start > 0.5:
+        # With other jobs on the cores, torch's worker threads wait for each other and timings fall apart.
+        print(f"Warning: load average {load_at_start:.1f} before starting; other jobs will distort timings.")
     params, matmul_params = matmul_parameter_count(args.model_dir)
     gflops = None if args.skip_matmul else measure_matmul_gflops()
     if gflops:
@@ -436,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
             "matmul_params": matmul_params,
             "gflops": gflops,
             "train_split_size": full_train_split_size(args.data_dir),
+            "load_at_start": load_at_start,
         },
     )
     from results_md import replace_section
