@@ -18,7 +18,7 @@ import yaml
 from transformers import HfArgumentParser, TrainingArguments
 from transformers.hf_argparser import string_to_bool
 
-from recipe.hardware import detect_hardware, fast_training_defaults
+from recipe.hardware import detect_hardware, fast_training_defaults, without_explicit
 
 DEFAULT_DATA_DIR = "data/cola_public"
 
@@ -196,7 +196,8 @@ def parse_args(
     # Fast settings for this machine (recipe/hardware.py) rank under the config file and the flags.
     use_cpu = pre.use_cpu if pre.use_cpu is not None else string_to_bool(config_values.get("use_cpu", False))
     fast = fast_training_defaults(detect_hardware(use_cpu=use_cpu))
-    parser.set_defaults(**{key: value for key, value in fast.items() if key not in config_values})
+    explicit = set(config_values) | {arg[2:].split("=")[0] for arg in argv if arg.startswith("--")}
+    parser.set_defaults(**without_explicit(fast, explicit))
     parser.set_defaults(**config_values)
     *outputs, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     unknown = [arg for arg in remaining if arg.startswith("-")] or remaining

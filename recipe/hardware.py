@@ -36,6 +36,7 @@ GPU_PAD_TO_MULTIPLE_OF = 8
 # Dataloader workers on a GPU machine: enough to collate ahead of the GPU, few enough to leave cores.
 MAX_GPU_DATALOADER_WORKERS = 4
 FUSED_ADAMW = "adamw_torch_fused"
+MIXED_PRECISION_KEYS = frozenset({"bf16", "fp16"})
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,14 @@ def fast_training_defaults(hardware: Hardware) -> dict[str, Any]:
         defaults["dataloader_num_workers"] = 0
         defaults["dataloader_pin_memory"] = False  # pinned memory only helps copies to a GPU
     return defaults
+
+
+def without_explicit(defaults: dict[str, Any], explicit: set[str]) -> dict[str, Any]:
+    """`defaults` less every key the user set; choosing fp16 or bf16 also drops the other one (both
+    cannot be on: `--fp16 true` on a bf16 card must not meet a default `bf16=True`)."""
+    if explicit & MIXED_PRECISION_KEYS:
+        explicit = explicit | MIXED_PRECISION_KEYS
+    return {key: value for key, value in defaults.items() if key not in explicit}
 
 
 def build_data_collator(tokenizer: PreTrainedTokenizerBase, device_type: str) -> DataCollatorWithPadding:

@@ -18,7 +18,13 @@ from recipe import hardware
 from recipe.arguments import DataArguments, parse_args
 from recipe.data import load_cola_splits, tokenize_cola
 from recipe.eval_order import LengthOrderedTrainer, length_order, restore_order
-from recipe.hardware import Hardware, build_data_collator, fast_training_defaults, read_cpu_flags
+from recipe.hardware import (
+    Hardware,
+    build_data_collator,
+    fast_training_defaults,
+    read_cpu_flags,
+    without_explicit,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
@@ -75,6 +81,17 @@ def test_explicit_flags_and_config_win_over_fast_defaults(cpu_flags, tiny_bert, 
     assert training_args.bf16 is False
     assert training_args.train_sampling_strategy == "sequential"
     assert training_args.optim == "adamw_torch"
+
+
+def test_choosing_one_precision_drops_the_default_other(monkeypatch, tiny_bert, cola_dir, tmp_path):
+    card = Hardware(device_type="cuda", cpu_count=2, cuda_capability=(9, 0), cuda_bf16=True)
+    monkeypatch.setattr("recipe.arguments.detect_hardware", lambda use_cpu: card)
+    monkeypatch.setattr("transformers.training_args.is_torch_tf32_available", lambda: True)
+    monkeypatch.setattr("transformers.training_args.enable_tf32", lambda value: None)
+    # A bf16 card's defaults (bf16, tf32), then the user asks for fp16.
+    _, _, training_args = parse_args(fast_args(tiny_bert, cola_dir, tmp_path, "--fp16"))
+    assert training_args.fp16 is True and training_args.bf16 is False
+    assert without_explicit({"bf16": True, "tf32": True}, {"fp16"}) == {"tf32": True}
 
 
 def test_gpu_settings_follow_the_card():
