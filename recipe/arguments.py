@@ -196,7 +196,9 @@ def parse_args(
     # Fast settings for this machine (recipe/hardware.py) rank under the config file and the flags.
     use_cpu = pre.use_cpu if pre.use_cpu is not None else string_to_bool(config_values.get("use_cpu", False))
     fast = fast_training_defaults(detect_hardware(use_cpu=use_cpu))
-    explicit = set(config_values) | {arg[2:].split("=")[0] for arg in argv if arg.startswith("--")}
+    explicit = set(config_values) | {
+        arg[2:].split("=")[0].replace("-", "_") for arg in argv if arg.startswith("--")
+    }
     parser.set_defaults(**without_explicit(fast, explicit))
     parser.set_defaults(**config_values)
     *outputs, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
