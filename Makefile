@@ -61,6 +61,17 @@ test-slow: setup
 # Two real processes under `accelerate launch` (gloo on the CPU); about 2-3 minutes, so not in `make test`.
 test-distributed: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m distributed
+# Side-by-side CPU benchmark: recipe (fast defaults) vs recipe (pad to 64, random batches) vs the tutorial's
+# loop, one whole epoch each (~30 min on 2 cores); writes bench/RESULTS.md. Run it with the machine to itself.
+#   make bench BENCH_ARGS="--epochs 2 --data_dir /path/to/cola_public"
+BENCH_ARGS ?=
+.PHONY: bench bench-quick
+bench: setup
+	HF_HUB_OFFLINE=1 $(PY) bench/run_bench.py $(BENCH_ARGS)
+
+# A 1600-example subset: checks the benchmark end to end in a few minutes.
+bench-quick: setup
+	HF_HUB_OFFLINE=1 $(PY) bench/run_bench.py --quick $(BENCH_ARGS)
 
 lint: setup
 	$(PY) -m ruff check .

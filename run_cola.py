@@ -18,21 +18,22 @@ from collections.abc import Callable
 
 import datasets
 import transformers
-from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
+from transformers import TrainingArguments, set_seed
 
 from recipe.arguments import ConfigError, DataArguments, ModelArguments, RecipeArguments, parse_args
 from recipe.best_model import configure_best_model
 from recipe.checkpoints import resolve_resume_checkpoint
 from recipe.data import DataError, check_splits_for_run, load_cola_splits, tokenize_cola
 from recipe.distributed import apply_global_batch_size, launch_summary
+from recipe.hardware import build_data_collator
 from recipe.metrics import compute_cola_metrics
 from recipe.model import CheckpointError, load_model, load_tokenizer, match_tokenizer_to_model
-from recipe.optim import ParamGroupTrainer
 from recipe.predict import predict_cli
 from recipe.reporting import EpochTimerCallback, write_run_report
 from recipe.search import search_cli
 from recipe.seeds import seeds_cli
 from recipe.submission import predict_test_submission
+from recipe.trainer import CoLATrainer
 
 logger = logging.getLogger("run_cola")
 
@@ -80,16 +81,19 @@ def main(
         *configure_best_model(training_args, recipe_args, "validation" in tokenized),
     ]
 
-    trainer = ParamGroupTrainer(  # the stock Trainer unless the head lr / layer-wise decay options are set
+    trainer = CoLATrainer(
+        # Optimizer parameter groups (recipe/optim.py): the stock optimizer unless these are set.
         classifier_learning_rate=model_args.classifier_learning_rate,
         layerwise_lr_decay=model_args.layerwise_lr_decay,
+        # Sorted-by-length evaluation batches, predictions in the dataset's order (recipe/eval_order.py).
+        order_eval_by_length=data_args.order_eval_by_length,
         model=model,
         args=training_args,
         train_dataset=tokenized["train"] if training_args.do_train else None,
         eval_dataset=tokenized.get("validation"),
         processing_class=tokenizer,
         # Pads each batch to its longest sentence (a no-op when pad_to_max_length already padded).
-        data_collator=DataCollatorWithPadding(tokenizer),
+        data_collator=build_data_collator(tokenizer, training_args.device.type),
         compute_metrics=compute_cola_metrics,
         callbacks=callbacks,
     )

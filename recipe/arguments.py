@@ -17,9 +17,11 @@ from typing import Any
 
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
+from transformers.hf_argparser import string_to_bool
 
 from recipe.best_model import best_model_defaults
 from recipe.download import COLA_DOWNLOAD_URL, COLA_SHA256
+from recipe.hardware import detect_hardware, fast_training_defaults, without_explicit
 
 DEFAULT_DATA_DIR = "data/cola_public"
 VALIDATION_STRATEGIES = ("split", "dev", "none")
@@ -173,6 +175,13 @@ class DataArguments:
     data_cache_dir: str = field(
         default="data",
         metadata={"help": "Where downloads and extracted zips go (the download lands in <dir>/cola_public)."},
+    )
+    order_eval_by_length: bool = field(
+        default=True,
+        metadata={
+            "help": "Evaluate and predict in batches sorted by length (less padding); metrics and the order "
+            "of predictions are unchanged (recipe/eval_order.py)."
+        },
     )
 
     def __post_init__(self) -> None:
@@ -354,16 +363,25 @@ def parse_args(
 ) -> tuple[ModelArguments, DataArguments, TrainingArguments, RecipeArguments]:
     """Parse `argv` (default: sys.argv[1:]) into the argument dataclasses.
 
-    Order of precedence: command-line flag > `--config` YAML > tutorial defaults > dataclass defaults.
+    Order of precedence: command-line flag > `--config` YAML > fast settings for this machine
+    (`recipe.hardware.fast_training_defaults`) > tutorial defaults > dataclass defaults.
     An unknown flag makes argparse exit with an error naming it.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     config_only = argparse.ArgumentParser(add_help=False)
     config_only.add_argument("--config", type=str, default=None)
+    config_only.add_argument("--use_cpu", type=string_to_bool, nargs="?", const=True, default=None)
     pre, _ = config_only.parse_known_args(argv)
-    if pre.config:
-        parser.set_defaults(**load_config_file(pre.config, parser))
+    config_values = load_config_file(pre.config, parser) if pre.config else {}
+    # Fast settings for this machine (recipe/hardware.py) rank under the config file and the flags.
+    use_cpu = pre.use_cpu if pre.use_cpu is not None else string_to_bool(config_values.get("use_cpu", False))
+    fast = fast_training_defaults(detect_hardware(use_cpu=use_cpu))
+    explicit = set(config_values) | {
+        arg[2:].split("=")[0].replace("-", "_") for arg in argv if arg.startswith("--")
+    }
+    parser.set_defaults(**without_explicit(fast, explicit))
+    parser.set_defaults(**config_values)
     parser.set_defaults(**best_model_defaults(parser, argv))
     *outputs, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     unknown = [arg for arg in remaining if arg.startswith("-")] or remaining

