@@ -17,13 +17,16 @@ from collections.abc import Callable
 
 import datasets
 import transformers
-from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
+from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
 
 from recipe.arguments import ConfigError, DataArguments, ModelArguments, RecipeArguments, parse_args
 from recipe.checkpoints import resolve_resume_checkpoint
 from recipe.data import DataError, load_cola_splits, tokenize_cola
 from recipe.metrics import compute_cola_metrics
 from recipe.model import CheckpointError, load_model, load_tokenizer
+from recipe.redaction import install_log_redaction, secret_values
+from recipe.signals import GracefulStopCallback, TrainingInterrupted, raise_if_interrupted
+from recipe.trainer import RecipeTrainer
 
 logger = logging.getLogger("run_cola")
 
@@ -53,7 +56,9 @@ def main(
     """Run the recipe; returns every metric written to `all_results.json`."""
     recipe_args = recipe_args or RecipeArguments()
     setup_logging(training_args)
-    resume_from = resolve_resume_checkpoint(training_args, recipe_args)
+    # Tokens (--hub_token, $HF_TOKEN...) are masked in every log line from here on.
+    install_log_redaction(secret_values((model_args, data_args, training_args, recipe_args)))
+    resume_from = resolve_resume_checkpoint(training_args, recipe_args, model_args.allow_pickle_checkpoint)
     logger.info("Training arguments: %s", training_args.to_json_string())
     # Seed before the model is built so the new classifier head's initialisation follows the seed too.
     set_seed(training_args.seed)
@@ -63,7 +68,9 @@ def main(
     model = load_model(model_args)
     tokenized = tokenize_cola(raw, tokenizer, data_args)
 
-    trainer = Trainer(
+    # SIGTERM / Ctrl-C during training: save a checkpoint at the next step boundary, then stop.
+    stop_on_signal = GracefulStopCallback()
+    trainer = RecipeTrainer(
         model=model,
         args=training_args,
         train_dataset=tokenized["train"] if training_args.do_train else None,
@@ -72,11 +79,13 @@ def main(
         # Pads each batch to its longest sentence (a no-op when pad_to_max_length already padded).
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_cola_metrics,
+        callbacks=[stop_on_signal],
     )
 
     results: dict[str, float] = {}
     if training_args.do_train:
         train_result = trainer.train(resume_from_checkpoint=resume_from)
+        raise_if_interrupted(stop_on_signal)
         trainer.save_model()  # the model and the tokenizer (processing_class), reloadable by from_pretrained
         trainer.log_metrics("train", train_result.metrics)
         trainer.save_metrics("train", train_result.metrics)
@@ -112,6 +121,9 @@ def cli(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError, CheckpointError) as err:
         print(f"run_cola.py: error: {err}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as stopped:
+        print(f"run_cola.py: {stopped}", file=sys.stderr)
+        return stopped.exit_code
     return 0
 
 

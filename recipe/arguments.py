@@ -67,6 +67,13 @@ class ModelArguments:
             "help": "Run custom modelling code shipped with a checkpoint. Off: only enable for code you trust."
         },
     )
+    allow_pickle_checkpoint: bool = field(
+        default=False,
+        metadata={
+            "help": "Accept weights stored only as pickle (pytorch_model.bin). Off: weights load from "
+            "safetensors, and a pickle-only checkpoint is refused (unpickling can run code)."
+        },
+    )
 
 
 @dataclass
@@ -122,6 +129,13 @@ class RecipeArguments:
         metadata={
             "help": "Replace a finished run in --output_dir. Without it, a folder holding a finished run "
             "and no checkpoint to resume is refused (transformers 5 removed overwrite_output_dir)."
+        },
+    )
+    fallback_to_previous_checkpoint: bool = field(
+        default=False,
+        metadata={
+            "help": "When the last checkpoint in --output_dir is incomplete or truncated, rename it "
+            "corrupt-checkpoint-N and resume from the previous valid one. Off: stop with an error naming it."
         },
     )
 
