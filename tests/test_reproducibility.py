@@ -105,3 +105,26 @@ def test_the_data_order_follows_the_seed(tiny_bert, cola_dir, tmp_path):
 
     assert first_batch_first_words(11) == first_batch_first_words(11)
     assert first_batch_first_words(11) != first_batch_first_words(12)
+
+
+def test_full_determinism_is_the_stock_knob_and_runs(tiny_bert, cola_dir, tmp_path, monkeypatch):
+    """--full_determinism (TrainingArguments) turns on torch's deterministic algorithms for the run."""
+    for name in ("CUDA_LAUNCH_BLOCKING", "CUBLAS_WORKSPACE_CONFIG", "FLASH_ATTENTION_DETERMINISTIC"):
+        monkeypatch.delenv(name, raising=False)  # it sets these; restored (removed) after the test
+    monkeypatch.delenv("ASCEND_LAUNCH_BLOCKING", raising=False)
+    monkeypatch.delenv("HCCL_DETERMINISTIC", raising=False)
+    try:
+        short_run(
+            tiny_bert,
+            cola_dir,
+            tmp_path / "out",
+            1,
+            "--max_steps",
+            "1",
+            "--do_eval",
+            "false",
+            "--full_determinism",
+        )
+        assert torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)  # process-wide: leave the other tests as they were
