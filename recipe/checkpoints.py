@@ -59,9 +59,13 @@ def safetensors_problem(path: Path) -> str | None:
             header = json.loads(handle.read(header_len))
         except (UnicodeDecodeError, json.JSONDecodeError):
             return f"{path.name} has an unreadable header"
-    data_end = max(
-        (entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0
-    )
+    try:
+        data_end = max(
+            (int(entry["data_offsets"][1]) for key, entry in header.items() if key != "__metadata__"),
+            default=0,
+        )
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError):
+        return f"{path.name} has an unreadable header"
     if 8 + header_len + data_end != size:
         return (
             f"{path.name} is truncated or padded ({size} bytes, its header says {8 + header_len + data_end})"
