@@ -29,9 +29,11 @@ from recipe.hardware import build_data_collator
 from recipe.metrics import compute_cola_metrics
 from recipe.model import CheckpointError, load_model, load_tokenizer, match_tokenizer_to_model
 from recipe.predict import predict_cli
+from recipe.redaction import install_log_redaction, secret_values
 from recipe.reporting import EpochTimerCallback, write_run_report
 from recipe.search import search_cli
 from recipe.seeds import seeds_cli
+from recipe.signals import GracefulStopCallback, TrainingInterrupted, raise_if_interrupted
 from recipe.submission import predict_test_submission
 from recipe.trainer import CoLATrainer
 
@@ -64,6 +66,8 @@ def main(
     recipe_args = recipe_args or RecipeArguments()
     setup_logging(training_args)
     apply_global_batch_size(training_args, recipe_args)  # before the Trainer reads the batch size
+    # Tokens (--hub_token, $HF_TOKEN...) are masked in every log line from here on.
+    install_log_redaction(secret_values((model_args, data_args, training_args, recipe_args)))
     logger.info("Training arguments: %s", training_args.to_json_string())
     # Seed before the model is built so the new classifier head's initialisation follows the seed too.
     set_seed(training_args.seed)
@@ -75,12 +79,14 @@ def main(
     match_tokenizer_to_model(tokenizer, model)
     tokenized = tokenize_cola(raw, tokenizer, data_args)
     # Decided once data and model have loaded, so a bad flag never costs the previous run's folder.
-    resume_from = resolve_resume_checkpoint(training_args, recipe_args)
+    resume_from = resolve_resume_checkpoint(training_args, recipe_args, model_args.allow_pickle_checkpoint)
     callbacks = [
         EpochTimerCallback(),
         *configure_best_model(training_args, recipe_args, "validation" in tokenized),
     ]
 
+    # SIGTERM / Ctrl-C during training: save a checkpoint at the next step boundary, then stop.
+    stop_on_signal = GracefulStopCallback()
     trainer = CoLATrainer(
         # Optimizer parameter groups (recipe/optim.py): the stock optimizer unless these are set.
         classifier_learning_rate=model_args.classifier_learning_rate,
@@ -95,12 +101,13 @@ def main(
         # Pads each batch to its longest sentence (a no-op when pad_to_max_length already padded).
         data_collator=build_data_collator(tokenizer, training_args.device.type),
         compute_metrics=compute_cola_metrics,
-        callbacks=callbacks,
+        callbacks=[*callbacks, stop_on_signal],
     )
 
     results: dict[str, float] = {}
     if training_args.do_train:
         train_result = trainer.train(resume_from_checkpoint=resume_from)
+        raise_if_interrupted(stop_on_signal)
         trainer.save_model()  # the model and the tokenizer (processing_class), reloadable by from_pretrained
         trainer.log_metrics("train", train_result.metrics)
         trainer.save_metrics("train", train_result.metrics)
@@ -148,6 +155,9 @@ def cli(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError, CheckpointError) as err:
         print(f"run_cola.py: error: {err}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as stopped:
+        print(f"run_cola.py: {stopped}", file=sys.stderr)
+        return stopped.exit_code
     return 0
 
 

@@ -82,6 +82,13 @@ class ModelArguments:
             "help": "Run custom modelling code shipped with a checkpoint. Off: only enable for code you trust."
         },
     )
+    allow_pickle_checkpoint: bool = field(
+        default=False,
+        metadata={
+            "help": "Accept weights stored only as pickle (pytorch_model.bin). Off: weights load from "
+            "safetensors, and a pickle-only checkpoint is refused (unpickling can run code)."
+        },
+    )
     classifier_learning_rate: float | None = field(
         default=None,
         metadata={
@@ -230,6 +237,13 @@ class RecipeArguments:
             "and no checkpoint to resume is refused (transformers 5 removed overwrite_output_dir)."
         },
     )
+    fallback_to_previous_checkpoint: bool = field(
+        default=False,
+        metadata={
+            "help": "When the last checkpoint in --output_dir is incomplete or truncated, rename it "
+            "corrupt-checkpoint-N and resume from the previous valid one. Off: stop with an error naming it."
+        },
+    )
     early_stopping_patience: int | None = field(
         default=None,
         metadata={
@@ -290,12 +304,6 @@ class RecipeArguments:
         },
     )
 
-    def __post_init__(self) -> None:
-        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
-            raise ConfigError(
-                f"--early_stopping_patience must be at least 1; got {self.early_stopping_patience}."
-            )
-
     global_train_batch_size: int | None = field(
         default=None,
         metadata={
@@ -305,6 +313,12 @@ class RecipeArguments:
             "Unset: per_device_train_batch_size is used as given."
         },
     )
+
+    def __post_init__(self) -> None:
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            raise ConfigError(
+                f"--early_stopping_patience must be at least 1; got {self.early_stopping_patience}."
+            )
 
 
 ARGUMENT_DATACLASSES = (ModelArguments, DataArguments, TrainingArguments, RecipeArguments)

@@ -89,9 +89,37 @@ def load_tokenizer(model_args: ModelArguments) -> PreTrainedTokenizerBase:
         raise CheckpointError(checkpoint_error_message(name, "tokenizer", err)) from err
 
 
+PICKLE_WEIGHT_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+SAFETENSORS_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+
+
+def refuse_pickle_only_checkpoint(name: str, allow_pickle: bool) -> None:
+    """Refuse a local checkpoint whose weights exist only as pickle, unless the user opted in.
+
+    Unpickling can run arbitrary code. transformers 5 prefers safetensors but falls back to
+    pytorch_model.bin (with torch.load(weights_only=True)); we load with use_safetensors=True instead and
+    say here, before transformers' terser error, why and how to opt in.
+
+    Raises:
+        CheckpointError: `name` is a folder with pickle weights and no safetensors, and `allow_pickle` is off.
+    """
+    folder = Path(name)
+    if allow_pickle or not folder.is_dir() or any((folder / f).is_file() for f in SAFETENSORS_WEIGHT_FILES):
+        return
+    pickled = [f for f in PICKLE_WEIGHT_FILES if (folder / f).is_file()]
+    if pickled:
+        raise CheckpointError(
+            f"--model_name_or_path {name} holds its weights only as pickle ({', '.join(pickled)}), which "
+            "can run code when loaded, so it is refused. Convert it once with "
+            "`AutoModel.from_pretrained(path).save_pretrained(path)` (writes model.safetensors), or, if you "
+            "trust where it came from, pass --allow_pickle_checkpoint."
+        )
+
+
 def load_model(model_args: ModelArguments) -> PreTrainedModel:
     """Load the encoder with a fresh 2-way classification head (unacceptable / acceptable)."""
     name = model_args.model_name_or_path
+    refuse_pickle_only_checkpoint(name, model_args.allow_pickle_checkpoint)
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
             name,
@@ -101,6 +129,8 @@ def load_model(model_args: ModelArguments) -> PreTrainedModel:
             cache_dir=model_args.cache_dir,
             revision=model_args.model_revision,
             trust_remote_code=model_args.trust_remote_code,
+            # Safetensors only, unless the user opted in to pickle (then transformers prefers safetensors).
+            use_safetensors=None if model_args.allow_pickle_checkpoint else True,
         )
     except (OSError, ValueError) as err:
         if needs_remote_code(err):
