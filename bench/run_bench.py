@@ -145,10 +145,10 @@ def run_recipe_variant(flags: list[str]) -> dict[str, Any]:
         model.register_forward_pre_hook(counter, with_kwargs=True)
         return model
 
-    model_args, data_args, training_args = parse_args(flags)
+    model_args, data_args, training_args, recipe_args = parse_args(flags)
     run_cola.load_model = load_counted_model
     try:
-        results = run_cola.main(model_args, data_args, training_args)
+        results = run_cola.main(model_args, data_args, training_args, recipe_args)
     finally:
         run_cola.load_model = load_model
     eval_splits = [p for p in ("eval", "in_domain_dev", "out_of_domain_dev") if f"{p}_runtime" in results]
@@ -220,9 +220,9 @@ def summarize(raw: dict[str, Any], full_epoch_samples: int) -> dict[str, float]:
 
 def full_train_split_size(data_dir: str, validation_split: float = 0.1) -> int:
     """Training examples in one whole epoch: in_domain_train less the held-out validation share."""
-    from recipe.data import RELEASE_TRAIN_FILE, count_tsv_rows
+    from recipe.data import RELEASE_TRAIN_FILE, validate_tsv_lines
 
-    rows = count_tsv_rows(Path(data_dir) / RELEASE_TRAIN_FILE)
+    rows = validate_tsv_lines(Path(data_dir) / RELEASE_TRAIN_FILE, n_columns=4)
     return rows - math.ceil(validation_split * rows)  # datasets' train_test_split rounds the test share up
 
 

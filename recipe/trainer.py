@@ -20,6 +20,7 @@ from recipe.eval_order import LengthOrderedTrainer
 from recipe.io import write_json_atomic, write_text_atomic
 from recipe.optim import ParamGroupTrainer
 from recipe.redaction import tokens_hidden
+from recipe.sampling import ResumableLengthGroupingMixin
 
 
 class AtomicSaveMixin:
@@ -52,12 +53,13 @@ class AtomicSaveMixin:
             super()._save(output_dir, state_dict=state_dict)
 
 
-class CoLATrainer(AtomicSaveMixin, LengthOrderedTrainer, ParamGroupTrainer):
+class CoLATrainer(AtomicSaveMixin, ResumableLengthGroupingMixin, LengthOrderedTrainer, ParamGroupTrainer):
     """The Trainer `run_cola.py` uses; with the options at their defaults it trains like the stock one.
 
     Each addition is its own class in its own module, read and tested alone; this one only composes them
     (their `__init__`s pop their own keyword arguments):
     - `AtomicSaveMixin` (here): atomic results files, token-free `training_args.bin`;
+    - `ResumableLengthGroupingMixin` (recipe/sampling.py): length-grouped batches a resume reproduces;
     - `LengthOrderedTrainer` (recipe/eval_order.py): evaluation sorted by length, predictions in order;
     - `ParamGroupTrainer` (recipe/optim.py): head learning rate and layer-wise learning-rate decay.
     """

@@ -53,7 +53,7 @@ def test_cpu_without_native_bf16_gets_fp32_grouping_and_dynamic_padding(
     cpu_flags, tiny_bert, cola_dir, tmp_path
 ):
     cpu_flags(AVX2_ONLY)
-    _, data_args, training_args = parse_args(fast_args(tiny_bert, cola_dir, tmp_path))
+    _, data_args, training_args, _ = parse_args(fast_args(tiny_bert, cola_dir, tmp_path))
     assert training_args.bf16 is False and training_args.fp16 is False
     assert training_args.train_sampling_strategy == "group_by_length"
     assert training_args.optim == "adamw_torch_fused"
@@ -64,20 +64,20 @@ def test_cpu_without_native_bf16_gets_fp32_grouping_and_dynamic_padding(
 @pytest.mark.parametrize("flag", ["avx512_bf16", "amx_bf16"])
 def test_cpu_with_native_bf16_gets_bf16(cpu_flags, tiny_bert, cola_dir, tmp_path, flag):
     cpu_flags(AVX2_ONLY | {flag})
-    _, _, training_args = parse_args(fast_args(tiny_bert, cola_dir, tmp_path))
+    _, _, training_args, _ = parse_args(fast_args(tiny_bert, cola_dir, tmp_path))
     assert training_args.bf16 is True
 
 
 def test_explicit_flags_and_config_win_over_fast_defaults(cpu_flags, tiny_bert, cola_dir, tmp_path):
     cpu_flags(AVX2_ONLY | {"amx_bf16"})
     flags = fast_args(tiny_bert, cola_dir, tmp_path, "--bf16", "false", "--train_sampling_strategy", "random")
-    _, _, training_args = parse_args(flags)
+    _, _, training_args, _ = parse_args(flags)
     assert training_args.bf16 is False
     assert training_args.train_sampling_strategy == "random"
 
     config = tmp_path / "c.yaml"
     config.write_text("bf16: false\ntrain_sampling_strategy: sequential\noptim: adamw_torch\n")
-    _, _, training_args = parse_args(["--config", str(config), *fast_args(tiny_bert, cola_dir, tmp_path)])
+    _, _, training_args, _ = parse_args(["--config", str(config), *fast_args(tiny_bert, cola_dir, tmp_path)])
     assert training_args.bf16 is False
     assert training_args.train_sampling_strategy == "sequential"
     assert training_args.optim == "adamw_torch"
@@ -89,7 +89,7 @@ def test_choosing_one_precision_drops_the_default_other(monkeypatch, tiny_bert, 
     monkeypatch.setattr("transformers.training_args.is_torch_tf32_available", lambda: True)
     monkeypatch.setattr("transformers.training_args.enable_tf32", lambda value: None)
     # A bf16 card's defaults (bf16, tf32), then the user asks for fp16.
-    _, _, training_args = parse_args(fast_args(tiny_bert, cola_dir, tmp_path, "--fp16"))
+    _, _, training_args, _ = parse_args(fast_args(tiny_bert, cola_dir, tmp_path, "--fp16"))
     assert training_args.fp16 is True and training_args.bf16 is False
     assert without_explicit({"bf16": True, "tf32": True}, {"fp16"}) == {"tf32": True}
 
