@@ -26,13 +26,14 @@ from typing import Any
 import datasets
 import transformers
 import yaml
-from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from recipe.arguments import ConfigError, DataArguments, ModelArguments, RecipeArguments, parse_args
 from recipe.data import load_cola_splits, tokenize_cola
+from recipe.hardware import build_data_collator
 from recipe.metrics import compute_cola_metrics
 from recipe.model import load_model, load_tokenizer
-from recipe.optim import ParamGroupTrainer
+from recipe.trainer import CoLATrainer
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ def optimizer_options_from_params(params: dict[str, Any]) -> dict[str, float]:
     return options
 
 
-class SearchTrainer(ParamGroupTrainer):
+class SearchTrainer(CoLATrainer):
     """The recipe's Trainer for search trials: each trial's optimizer gets the trial's head learning rate
     and layer-wise decay when those are searched.
 
@@ -427,7 +428,9 @@ def run_search(
         train_dataset=tokenized["train"],
         eval_dataset=tokenized["validation"],
         processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
+        # The same collator and evaluation order as run_cola.main, so best.yaml reproduces its trial.
+        data_collator=build_data_collator(tokenizer, trial_args.device.type),
+        order_eval_by_length=data_args.order_eval_by_length,
         compute_metrics=compute_cola_metrics,
     )
     trainer.add_callback(RecordTrialMetrics(trainer))
