@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable
 
 import datasets
+import numpy as np
 import transformers
 from transformers import TrainingArguments, set_seed
 
@@ -30,7 +31,7 @@ from recipe.metrics import compute_cola_metrics
 from recipe.model import CheckpointError, load_model, load_tokenizer, match_tokenizer_to_model
 from recipe.predict import predict_cli
 from recipe.redaction import install_log_redaction, secret_values
-from recipe.reporting import EpochTimerCallback, write_run_report
+from recipe.reporting import EpochTimerCallback, predicted_labels, write_run_report
 from recipe.search import search_cli
 from recipe.seeds import seeds_cli
 from recipe.signals import GracefulStopCallback, TrainingInterrupted, raise_if_interrupted
@@ -105,6 +106,7 @@ def main(
     )
 
     results: dict[str, float] = {}
+    split_predictions: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if training_args.do_train:
         train_result = trainer.train(resume_from_checkpoint=resume_from)
         raise_if_interrupted(stop_on_signal)
@@ -120,8 +122,11 @@ def main(
         ]
         for split in splits:
             prefix = "eval" if split == "validation" else split
-            metrics = trainer.evaluate(eval_dataset=tokenized[split], metric_key_prefix=prefix)
-            metrics[f"{prefix}_samples"] = len(tokenized[split])
+            # predict = evaluate's loop and metrics, plus the predictions the report plots (no second pass).
+            output = trainer.predict(tokenized[split], metric_key_prefix=prefix)
+            trainer.log(output.metrics)  # as evaluate() does: log history, TensorBoard
+            split_predictions[split] = predicted_labels(output)
+            metrics = {**output.metrics, f"{prefix}_samples": len(tokenized[split])}
             trainer.log_metrics(prefix, metrics)
             trainer.save_metrics(prefix, metrics)
             results.update(metrics)
@@ -132,7 +137,9 @@ def main(
     if training_args.do_predict:  # the unlabeled test set -> CoLA.tsv (GLUE submission format)
         predict_test_submission(trainer, tokenized["test"], raw["test"], training_args.output_dir)
     if recipe_args.write_report:
-        write_run_report(trainer, tokenized, results, model_args, data_args, training_args, recipe_args)
+        write_run_report(
+            trainer, results, model_args, data_args, training_args, recipe_args, split_predictions
+        )
     return results
 
 

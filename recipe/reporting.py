@@ -31,11 +31,11 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; never a window, also on machines without a display
 
-import datasets  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments  # noqa: E402
+from transformers.trainer_utils import PredictionOutput  # noqa: E402
 
 from recipe.arguments import DataArguments, ModelArguments, RecipeArguments, parse_args  # noqa: E402
 from recipe.metrics import compute_mcc  # noqa: E402
@@ -245,16 +245,10 @@ def plot_confusion_matrices(predictions: dict[str, tuple[np.ndarray, np.ndarray]
     save_figure(figure, path)
 
 
-def predict_splits(
-    trainer: Trainer, tokenized: datasets.DatasetDict, splits: Sequence[str]
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Predicted and true labels per split, from `trainer.predict` (run on every process: it gathers)."""
-    outputs = {}
-    for split in splits:
-        output = trainer.predict(tokenized[split], metric_key_prefix=split)
-        logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
-        outputs[split] = (np.argmax(logits, axis=-1), np.asarray(output.label_ids))
-    return outputs
+def predicted_labels(output: PredictionOutput) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted and true labels of one split, from the `trainer.predict` output `main()` already has."""
+    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+    return np.argmax(logits, axis=-1), np.asarray(output.label_ids)
 
 
 def cli_value(value: Any) -> list[str]:
@@ -429,21 +423,21 @@ def summary_line(
 
 def write_run_report(
     trainer: Trainer,
-    tokenized: datasets.DatasetDict,
     results: dict[str, float],
     model_args: ModelArguments,
     data_args: DataArguments,
     training_args: TrainingArguments,
     recipe_args: RecipeArguments,
+    split_predictions: dict[str, tuple[np.ndarray, np.ndarray]],
     test_splits: Sequence[str] = ("in_domain_dev", "out_of_domain_dev"),
 ) -> list[Path]:
     """Write the report files into `output_dir`, print the epoch table and the summary line.
 
-    Call on every process (test-split predictions are gathered across processes); only the main
-    process writes. Returns the paths written (empty on other processes).
+    `split_predictions` maps a split to its (predicted, true) labels, from the evaluation `main()` ran
+    (`predicted_labels`); the plots use those of `test_splits`. Only the main process writes. Returns
+    the paths written (empty on other processes).
     """
-    splits = [split for split in test_splits if split in tokenized] if training_args.do_eval else []
-    predictions = predict_splits(trainer, tokenized, splits)
+    predictions = {split: split_predictions[split] for split in test_splits if split in split_predictions}
     if not trainer.is_world_process_zero():
         return []
 
