@@ -26,7 +26,7 @@ from recipe.best_model import configure_best_model
 from recipe.checkpoints import resolve_resume_checkpoint
 from recipe.data import DataError, check_splits_for_run, load_cola_splits, tokenize_cola
 from recipe.distributed import apply_global_batch_size, launch_summary
-from recipe.hardware import build_data_collator
+from recipe.hardware import build_data_collator, keep_freed_memory_in_process
 from recipe.metrics import compute_cola_metrics
 from recipe.model import CheckpointError, load_model, load_tokenizer, match_tokenizer_to_model
 from recipe.predict import predict_cli
@@ -67,6 +67,8 @@ def main(
     recipe_args = recipe_args or RecipeArguments()
     setup_logging(training_args)
     apply_global_batch_size(training_args, recipe_args)  # before the Trainer reads the batch size
+    # CPU: reuse freed memory instead of page-faulting the embedding gradient in at every step.
+    keep_freed_memory_in_process(training_args.device.type)
     # Tokens (--hub_token, $HF_TOKEN...) are masked in every log line from here on.
     install_log_redaction(secret_values((model_args, data_args, training_args, recipe_args)))
     logger.info("Training arguments: %s", training_args.to_json_string())

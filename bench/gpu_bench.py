@@ -143,7 +143,6 @@ def run_trainer_path(args: argparse.Namespace, train, dev) -> dict[str, Any]:
         training_args = TrainingArguments(
             output_dir=out,
             per_device_train_batch_size=BATCH_SIZE,
-            per_device_eval_batch_size=128,
             learning_rate=2e-5,
             adam_epsilon=1e-8,
             lr_scheduler_type="linear",

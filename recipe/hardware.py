@@ -10,12 +10,19 @@ defaults under the `--config` file and the command line, so a user's explicit fl
 - CPU: bf16 only when the processor computes it natively (AVX-512 BF16 or AMX); elsewhere a bf16
   matrix product is emulated and runs far slower than fp32, so fp32 it is. No dataloader workers: on a
   few cores a worker process takes cycles from the matmuls, and collating CoLA batches is cheap.
+  Evaluation batches of 32: sorted by length, a small batch is padded to little more than its own
+  sentences, while a large one spans more lengths (measured on the 2-core machine, all-MiniLM-L6-v2,
+  in-domain dev, `Trainer.predict`: 500 sentences/s at 32, 490 at 64, 410 at 128).
+- CPU training also keeps freed memory in the process (`keep_freed_memory_in_process`, below).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +42,14 @@ CPU_NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 GPU_PAD_TO_MULTIPLE_OF = 8
 # Dataloader workers on a GPU machine: enough to collate ahead of the GPU, few enough to leave cores.
 MAX_GPU_DATALOADER_WORKERS = 4
+# Evaluation batch size: GPUs want large batches to fill the card; on a CPU the padding of a sorted batch
+# grows with its size faster than the larger matmuls gain (module docstring).
+GPU_EVAL_BATCH_SIZE = 128
+CPU_EVAL_BATCH_SIZE = 32
+# glibc mallopt(3) parameters (malloc.h): M_TRIM_THRESHOLD, M_MMAP_MAX.
+M_TRIM_THRESHOLD = -1
+M_MMAP_MAX = -4
+KEEP_FREED_BYTES = 1 << 30  # free memory at the top of the heap is returned to the OS only above 1 GiB
 FUSED_ADAMW = "adamw_torch_fused"
 MIXED_PRECISION_KEYS = frozenset({"bf16", "fp16"})
 
@@ -117,14 +132,44 @@ def fast_training_defaults(hardware: Hardware) -> dict[str, Any]:
             defaults["fp16"] = True  # pre-Ampere cards: fp16 autocast with loss scaling
         if hardware.cuda_capability >= (8, 0):
             defaults["tf32"] = True  # the fp32 matmuls left outside autocast use TF32 tensor cores
+        defaults["per_device_eval_batch_size"] = GPU_EVAL_BATCH_SIZE
         defaults["dataloader_num_workers"] = min(MAX_GPU_DATALOADER_WORKERS, max(hardware.cpu_count // 2, 0))
         defaults["dataloader_pin_memory"] = True
     elif hardware.device_type == "cpu":
         # bf16 autocast only where the CPU computes bf16 natively; emulated bf16 is >100x slower here.
         defaults["bf16"] = hardware.cpu_native_bf16
+        defaults["per_device_eval_batch_size"] = CPU_EVAL_BATCH_SIZE
         defaults["dataloader_num_workers"] = 0
         defaults["dataloader_pin_memory"] = False  # pinned memory only helps copies to a GPU
     return defaults
+
+
+def keep_freed_memory_in_process(device_type: str) -> bool:
+    """On a CPU under glibc, keep freed blocks in the heap instead of handing them back to the OS.
+
+    glibc serves every allocation above 32 MiB with its own mmap and unmaps it on free. A BERT's
+    word-embedding gradient is such a block (30522 x 384 floats = 45 MiB for MiniLM, 90 MiB for
+    bert-base), allocated and freed at every step, so each step page-faults it in again: measured on the
+    2-core machine, 8,300 page faults per training step, 4% of the step time (all-MiniLM-L6-v2, batch 32).
+    With mmap off and a high trim threshold, freed blocks are reused: page faults per step fall to ~0.
+    What it costs: the process keeps up to 1 GiB of freed memory instead of returning it. The numerics
+    are untouched. Nothing to do on GPUs (the tensors live in the CUDA caching allocator) or without glibc.
+
+    Returns:
+        True when the setting was applied.
+    """
+    if device_type != "cpu" or not sys.platform.startswith("linux"):
+        return False
+    libc_name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(libc_name or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl and other C libraries have no mallopt
+        return False
+    applied = bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, KEEP_FREED_BYTES))
+    if applied:
+        logger.info("CPU: freed memory stays in the process (glibc mallopt), no page faults per step.")
+    return applied
 
 
 def without_explicit(defaults: dict[str, Any], explicit: set[str]) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from recipe.arguments import ConfigError, DataArguments, ModelArguments, RecipeArguments, parse_args
 from recipe.data import load_cola_splits, tokenize_cola
-from recipe.hardware import build_data_collator
+from recipe.hardware import build_data_collator, keep_freed_memory_in_process
 from recipe.metrics import compute_cola_metrics
 from recipe.model import load_model, load_tokenizer
 from recipe.trainer import CoLATrainer
@@ -402,6 +402,7 @@ def run_search(
     out.mkdir(parents=True, exist_ok=True)
     base_settings = settings_differing_from_defaults(model_args, data_args, training_args, recipe_args)
 
+    keep_freed_memory_in_process(training_args.device.type)  # as run_cola.main does (recipe/hardware.py)
     set_seed(training_args.seed)
     raw = load_cola_splits(data_args, seed=training_args.seed)
     # Only the training and validation splits: the test sets take no part in choosing settings.

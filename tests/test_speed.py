@@ -58,7 +58,11 @@ def test_cpu_without_native_bf16_gets_fp32_grouping_and_dynamic_padding(
     assert training_args.train_sampling_strategy == "group_by_length"
     assert training_args.optim == "adamw_torch_fused"
     assert training_args.dataloader_num_workers == 0
+    assert training_args.per_device_eval_batch_size == hardware.CPU_EVAL_BATCH_SIZE == 32
     assert data_args.pad_to_max_length is False and data_args.order_eval_by_length is True
+    # A config or a flag still sets the evaluation batch size.
+    flags = fast_args(tiny_bert, cola_dir, tmp_path, "--per_device_eval_batch_size", "7")
+    assert parse_args(flags)[2].per_device_eval_batch_size == 7
 
 
 @pytest.mark.parametrize("flag", ["avx512_bf16", "amx_bf16"])
@@ -99,6 +103,7 @@ def test_gpu_settings_follow_the_card():
     defaults = fast_training_defaults(ampere)
     assert defaults["bf16"] is True and "fp16" not in defaults and defaults["tf32"] is True
     assert defaults["dataloader_num_workers"] == 4 and defaults["dataloader_pin_memory"] is True
+    assert defaults["per_device_eval_batch_size"] == 128
     volta = Hardware(device_type="cuda", cpu_count=4, cuda_capability=(7, 0), cuda_bf16=False)
     defaults = fast_training_defaults(volta)
     assert defaults["fp16"] is True and "bf16" not in defaults and "tf32" not in defaults
@@ -263,3 +268,62 @@ def test_gpu_bench_smoke_runs_on_cpu(path, tmp_path):
     assert len(result["epoch_seconds"]) == 2 and result["seconds_per_epoch"] > 0
     assert result["real_tokens_per_epoch"] > gpu_bench.SMOKE_SAMPLES * 4
     assert torch.cuda.is_available() or result["device"] == "cpu (smoke test)"
+
+
+# Allocates and frees a 64 MiB tensor (above glibc's 32 MiB mmap ceiling) and counts the page faults of
+# each allocation, before and after keep_freed_memory_in_process; prints "before after applied".
+FAULTS_PROBE = """
+import resource, sys, torch
+sys.path.insert(0, sys.argv[1])
+from recipe.hardware import keep_freed_memory_in_process
+
+def faults_per_allocation(n=5):
+    for _ in range(3):  # the heap settles into reusing the freed block
+        torch.zeros(16 * 1024 * 1024)
+    start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(n):
+        torch.zeros(16 * 1024 * 1024)
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start) / n
+
+before = faults_per_allocation()
+applied = keep_freed_memory_in_process("cpu")
+print(before, faults_per_allocation(), applied)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_freed_memory_is_reused_instead_of_page_faulted_again():
+    # In a child process: the setting lasts for the life of a process.
+    result = subprocess.run(
+        [sys.executable, "-c", FAULTS_PROBE, str(REPO)], capture_output=True, text=True, check=True
+    )
+    before, after, applied = result.stdout.split()
+    assert applied == "True"
+    assert float(before) > 10_000  # 64 MiB in 4 KiB pages: every allocation faulted in afresh
+    assert float(after) < 100
+
+
+def test_freed_memory_setting_is_for_cpus_only():
+    assert hardware.keep_freed_memory_in_process("cuda") is False
+    assert hardware.keep_freed_memory_in_process("mps") is False
+
+
+def test_training_sampler_lengths_match_the_stock_sampler(tiny_bert, cola_dir, tmp_path):
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from recipe.sampling import EpochSeededLengthGroupedSampler
+    from recipe.trainer import CoLATrainer
+
+    tokenizer, tokenized = tokenized_splits(tiny_bert, cola_dir)
+    train = tokenized["train"]
+    args = TrainingArguments(
+        output_dir=str(tmp_path), use_cpu=True, per_device_train_batch_size=8, report_to="none",
+        train_sampling_strategy="group_by_length", seed=3,
+    )  # fmt: skip
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert)
+    trainer = CoLATrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)
+    sampler = trainer._get_train_sampler()
+    stock = LengthGroupedSampler(8, dataset=train)  # decodes every row to measure it
+    assert isinstance(sampler, EpochSeededLengthGroupedSampler)
+    assert sampler.lengths == stock.lengths and sampler.batch_size == 8
+    assert list(sampler) == list(EpochSeededLengthGroupedSampler(8, stock.lengths, seed=3))
