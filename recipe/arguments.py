@@ -58,6 +58,13 @@ TUTORIAL_TRAINING_DEFAULTS: dict[str, Any] = {
 }
 
 
+def split_seed(data_args: "DataArguments", training_args: TrainingArguments) -> int:
+    """The seed of the train/validation split: --validation_split_seed, else --seed."""
+    if data_args.validation_split_seed is not None:
+        return data_args.validation_split_seed
+    return training_args.seed
+
+
 class ConfigError(ValueError):
     """A config file or flag that cannot be used; the message names it and says what to do."""
 
@@ -138,6 +145,14 @@ class DataArguments:
     validation_split: float = field(
         default=0.1,
         metadata={"help": "Share of in_domain_train held out, with the seed, for per-epoch validation."},
+    )
+    validation_split_seed: int | None = field(
+        default=None,
+        metadata={
+            "help": "Seed of the train/validation split (--validation_split). Default: --seed, as the "
+            "tutorial does. Set it to keep one validation set while --seed varies (a search's best.yaml "
+            "sets it to the split its trials were scored on)."
+        },
     )
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Keep only the first N training examples (quick runs, debugging)."}

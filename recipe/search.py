@@ -28,7 +28,14 @@ import transformers
 import yaml
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
-from recipe.arguments import ConfigError, DataArguments, ModelArguments, RecipeArguments, parse_args
+from recipe.arguments import (
+    ConfigError,
+    DataArguments,
+    ModelArguments,
+    RecipeArguments,
+    parse_args,
+    split_seed,
+)
 from recipe.data import load_cola_splits, tokenize_cola
 from recipe.hardware import build_data_collator, keep_freed_memory_in_process
 from recipe.metrics import compute_cola_metrics
@@ -298,13 +305,19 @@ def write_best_config(
     model_args: ModelArguments,
     data_args: DataArguments,
     output_dir: Path,
+    validation_split_seed: int,
 ) -> None:
-    """Write the best trial as a config `python run_cola.py --config` loads (comment lines first)."""
+    """Write the best trial as a config `python run_cola.py --config` loads (comment lines first).
+
+    It pins `validation_split_seed` to the split the trials were scored on: the trial's own `seed` (when
+    the seed was searched) then sets the head and the data order only, so the config repeats its trial.
+    """
     settings: dict[str, Any] = {
         "model_name_or_path": model_args.model_name_or_path,
         "data_dir": data_args.data_dir,
         **base_settings,
         "output_dir": str(output_dir),
+        "validation_split_seed": validation_split_seed,
         **{key: best_params[key] for key in SEARCHED_KEYS if key in best_params},
         **optimizer_options_from_params(best_params),
     }
@@ -316,8 +329,8 @@ def write_best_config(
         "# Searched: "
         + ", ".join([*SEARCHED_KEYS, *optimizer_options_from_params(best_params)])
         + " (warmup_steps below 1 is a share of the steps).",
-        "# The validation split follows --seed: with a seed other than the search's, validation MCC is",
-        "# measured on other sentences; compare runs on the test splits, over several seeds.",
+        "# validation_split_seed keeps the trials' validation split: --seed then changes the head and the",
+        "# data order only. Over seeds: python run_cola.py seeds --seeds 42 43 44 --config THIS_FILE",
     ]
     body = yaml.safe_dump(settings, sort_keys=False, default_flow_style=False)
     path.write_text("\n".join(header) + "\n" + body, encoding="utf-8")
@@ -404,7 +417,9 @@ def run_search(
 
     keep_freed_memory_in_process(training_args.device.type)  # as run_cola.main does (recipe/hardware.py)
     set_seed(training_args.seed)
-    raw = load_cola_splits(data_args, seed=training_args.seed)
+    # One split for every trial (a trial's drawn seed sets its head and data order, not its validation set).
+    data_seed = split_seed(data_args, training_args)
+    raw = load_cola_splits(data_args, seed=data_seed)
     # Only the training and validation splits: the test sets take no part in choosing settings.
     raw = datasets.DatasetDict({split: raw[split] for split in ("train", "validation")})
     tokenizer = load_tokenizer(model_args)
@@ -476,6 +491,7 @@ def run_search(
         model_args,
         data_args,
         output_dir=Path(training_args.output_dir) / "best",
+        validation_split_seed=data_seed,
     )
     logger.info("Best trial %d: %s %.4f with %s", best.number, OBJECTIVE, best.value, best.params)
     summary.update(best_trial=best.number, best_value=best.value, best_params=dict(best.params))

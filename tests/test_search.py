@@ -23,9 +23,10 @@ SEARCH_SPACE = [
     "--search_batch_size",
     "16",
     "32",
-    # The search's own seed: the validation split of best.yaml's run is then the one the trials saw.
+    # Seeds other than the split's (42): best.yaml must still score on the trials' validation split.
     "--search_seed",
-    "42",
+    "7",
+    "8",
     # Parameter groups (recipe/optim.py) searched too: best.yaml must carry them as ModelArguments.
     "--search_classifier_lr_ratio",
     "1",
@@ -75,6 +76,7 @@ def test_search_writes_trials_a_best_config_that_reproduces_its_trial_and_resume
     values = yaml.safe_load(best_yaml.read_text())
     assert values["model_name_or_path"] == str(tiny_bert) and values["max_train_samples"] == 96
     assert not {"n_trials", "search_seed", "overwrite_output"} & set(values)
+    assert values["validation_split_seed"] == 42 and values["seed"] == int(best_row["seed"]) in (7, 8)
     model_args, data_args, training_args, _ = parse_args(
         ["--config", str(best_yaml), "--save_strategy", "no"]
     )
