@@ -58,7 +58,7 @@ TUTORIAL_TRAINING_DEFAULTS: dict[str, Any] = {
 }
 
 
-def split_seed(data_args: "DataArguments", training_args: TrainingArguments) -> int:
+def split_seed(data_args: DataArguments, training_args: TrainingArguments) -> int:
     """The seed of the train/validation split: --validation_split_seed, else --seed."""
     if data_args.validation_split_seed is not None:
         return data_args.validation_split_seed
