@@ -27,16 +27,26 @@ from transformers import Trainer
 from transformers.trainer_utils import PredictionOutput
 
 
+def model_input_name(processing_class: Any) -> str:
+    """The column a row's length is read from: the tokenizer's first model input, else `input_ids`."""
+    names = getattr(processing_class, "model_input_names", None)
+    return names[0] if names else "input_ids"
+
+
+def sequence_lengths(dataset: torch.utils.data.Dataset, input_name: str = "input_ids") -> list[int]:
+    """The length of every row's `input_name` (also used for the training batches, recipe/sampling.py)."""
+    if isinstance(dataset, datasets.Dataset):
+        # One column read, instead of decoding every row.
+        return [len(ids) for ids in dataset[input_name]]
+    return [len(dataset[i][input_name]) for i in range(len(dataset))]
+
+
 def length_order(dataset: torch.utils.data.Dataset, input_name: str = "input_ids") -> list[int]:
     """Row indices of `dataset`, longest first; ties keep the dataset's order (a stable sort).
 
     Longest first so the first batch is the largest: an out-of-memory error shows up at once.
     """
-    if isinstance(dataset, datasets.Dataset):
-        # One column read, instead of decoding every row.
-        lengths = [len(ids) for ids in dataset[input_name]]
-    else:
-        lengths = [len(dataset[i][input_name]) for i in range(len(dataset))]
+    lengths = sequence_lengths(dataset, input_name)
     return sorted(range(len(lengths)), key=lambda i: -lengths[i])
 
 
@@ -82,12 +92,7 @@ class LengthOrderedTrainer(Trainer):
         # Overrides a private Trainer hook (transformers 5); tests/test_speed.py checks it is still called.
         if not self.order_eval_by_length or self.args.world_size > 1 or eval_dataset is None:
             return super()._get_eval_sampler(eval_dataset)
-        return LengthOrderedSampler(length_order(eval_dataset, self._input_name()))
-
-    def _input_name(self) -> str:
-        if self.processing_class is not None and getattr(self.processing_class, "model_input_names", None):
-            return self.processing_class.model_input_names[0]
-        return "input_ids"
+        return LengthOrderedSampler(length_order(eval_dataset, model_input_name(self.processing_class)))
 
     def predict(
         self,
@@ -99,7 +104,7 @@ class LengthOrderedTrainer(Trainer):
         output = super().predict(test_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
         if not self.order_eval_by_length or self.args.world_size > 1:
             return output
-        order = length_order(test_dataset, self._input_name())
+        order = length_order(test_dataset, model_input_name(self.processing_class))
         return PredictionOutput(
             predictions=restore_order(output.predictions, order),
             label_ids=restore_order(output.label_ids, order),

@@ -19,6 +19,8 @@ import datasets
 import torch
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from recipe.eval_order import model_input_name, sequence_lengths
+
 
 class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
     """`LengthGroupedSampler` whose shuffle is seeded by `seed + epoch`."""
@@ -39,21 +41,16 @@ class ResumableLengthGroupingMixin:
         # Overrides a private Trainer hook (transformers 5); tests/test_faults.py fails if it stops working.
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
         dataset = train_dataset if train_dataset is not None else self.train_dataset
-        input_name = self._length_input_name()
+        input_name = model_input_name(self.processing_class)
         if (
             self.args.train_sampling_strategy == "group_by_length"
             and isinstance(dataset, datasets.Dataset)
             and input_name in dataset.column_names
         ):
-            lengths = [len(ids) for ids in dataset[input_name]]  # one column read
+            lengths = sequence_lengths(dataset, input_name)  # one column read
             batch_size = self.args.train_batch_size * self.args.gradient_accumulation_steps
             return EpochSeededLengthGroupedSampler(batch_size, lengths=lengths, seed=seed)
         sampler = super()._get_train_sampler(train_dataset)
         if type(sampler) is not LengthGroupedSampler:
             return sampler
         return EpochSeededLengthGroupedSampler(sampler.batch_size, lengths=sampler.lengths, seed=seed)
-
-    def _length_input_name(self) -> str:
-        """The column the stock sampler measures: the tokenizer's first model input (`input_ids`)."""
-        names = getattr(self.processing_class, "model_input_names", None)
-        return names[0] if names else "input_ids"
