@@ -21,14 +21,7 @@ import numpy as np
 import transformers
 from transformers import TrainingArguments, set_seed
 
-from recipe.arguments import (
-    ConfigError,
-    DataArguments,
-    ModelArguments,
-    RecipeArguments,
-    parse_args,
-    split_seed,
-)
+from recipe.arguments import ConfigError, DataArguments, ModelArguments, RecipeArguments, parse_args
 from recipe.best_model import configure_best_model
 from recipe.checkpoints import resolve_resume_checkpoint
 from recipe.data import DataError, check_splits_for_run, load_cola_splits, tokenize_cola
@@ -82,7 +75,7 @@ def main(
     # Seed before the model is built so the new classifier head's initialisation follows the seed too.
     set_seed(training_args.seed)
 
-    raw = load_cola_splits(data_args, seed=split_seed(data_args, training_args))
+    raw = load_cola_splits(data_args, seed=training_args.seed)
     check_splits_for_run(raw, training_args)
     tokenizer = load_tokenizer(model_args)
     model = load_model(model_args)

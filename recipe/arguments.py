@@ -58,13 +58,6 @@ TUTORIAL_TRAINING_DEFAULTS: dict[str, Any] = {
 }
 
 
-def split_seed(data_args: DataArguments, training_args: TrainingArguments) -> int:
-    """The seed of the train/validation split: --validation_split_seed, else --seed."""
-    if data_args.validation_split_seed is not None:
-        return data_args.validation_split_seed
-    return training_args.seed
-
-
 class ConfigError(ValueError):
     """A config file or flag that cannot be used; the message names it and says what to do."""
 

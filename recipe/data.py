@@ -380,6 +380,11 @@ def load_hub_dataset(name: str, config: str | None, cache_dir: Path) -> dict[str
     return splits
 
 
+def split_seed(data_args: DataArguments, seed: int) -> int:
+    """The seed of the train/validation split: --validation_split_seed when set, else the run's `seed`."""
+    return seed if data_args.validation_split_seed is None else data_args.validation_split_seed
+
+
 def choose_validation(
     splits: dict[str, datasets.Dataset], data_args: DataArguments, seed: int
 ) -> dict[str, datasets.Dataset]:
@@ -437,6 +442,7 @@ def load_cola_splits(data_args: DataArguments, seed: int) -> datasets.DatasetDic
 
     Returns a DatasetDict with (in this order, each when available) `train`, `validation`,
     `in_domain_dev`, `out_of_domain_dev`, `dev` (their union) and `test` (unlabeled, label -1).
+    The validation split is drawn with `seed` (the run's), or `--validation_split_seed` when set.
 
     Raises:
         DataError: no usable data (the message says which layouts were expected and where to get CoLA),
@@ -452,7 +458,7 @@ def load_cola_splits(data_args: DataArguments, seed: int) -> datasets.DatasetDic
         splits = load_glue_folder(Path(source.location))
     else:
         splits = load_release_folder(Path(source.location))
-    splits = choose_validation(splits, data_args, seed)
+    splits = choose_validation(splits, data_args, split_seed(data_args, seed))
     ordered = {split: splits[split] for split in SPLIT_ORDER if split in splits}
     for split, dataset in ordered.items():
         logger.info(describe_split(split, dataset))

@@ -28,15 +28,8 @@ import transformers
 import yaml
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
-from recipe.arguments import (
-    ConfigError,
-    DataArguments,
-    ModelArguments,
-    RecipeArguments,
-    parse_args,
-    split_seed,
-)
-from recipe.data import load_cola_splits, tokenize_cola
+from recipe.arguments import ConfigError, DataArguments, ModelArguments, RecipeArguments, parse_args
+from recipe.data import load_cola_splits, split_seed, tokenize_cola
 from recipe.hardware import build_data_collator, keep_freed_memory_in_process
 from recipe.metrics import compute_cola_metrics
 from recipe.model import load_model, load_tokenizer
@@ -418,8 +411,7 @@ def run_search(
     keep_freed_memory_in_process(training_args.device.type)  # as run_cola.main does (recipe/hardware.py)
     set_seed(training_args.seed)
     # One split for every trial (a trial's drawn seed sets its head and data order, not its validation set).
-    data_seed = split_seed(data_args, training_args)
-    raw = load_cola_splits(data_args, seed=data_seed)
+    raw = load_cola_splits(data_args, seed=training_args.seed)
     # Only the training and validation splits: the test sets take no part in choosing settings.
     raw = datasets.DatasetDict({split: raw[split] for split in ("train", "validation")})
     tokenizer = load_tokenizer(model_args)
@@ -491,7 +483,7 @@ def run_search(
         model_args,
         data_args,
         output_dir=Path(training_args.output_dir) / "best",
-        validation_split_seed=data_seed,
+        validation_split_seed=split_seed(data_args, training_args.seed),  # the trials' split
     )
     logger.info("Best trial %d: %s %.4f with %s", best.number, OBJECTIVE, best.value, best.params)
     summary.update(best_trial=best.number, best_value=best.value, best_params=dict(best.params))
