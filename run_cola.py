@@ -94,6 +94,8 @@ def main(
         # Optimizer parameter groups (recipe/optim.py): the stock optimizer unless these are set.
         classifier_learning_rate=model_args.classifier_learning_rate,
         layerwise_lr_decay=model_args.layerwise_lr_decay,
+        # AdamW and clipping skip embedding rows no batch has looked up (recipe/embedding_rows.py).
+        skip_untouched_embedding_rows=model_args.skip_untouched_embedding_rows,
         # Sorted-by-length evaluation batches, predictions in the dataset's order (recipe/eval_order.py).
         order_eval_by_length=data_args.order_eval_by_length,
         model=model,

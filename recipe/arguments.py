@@ -98,6 +98,14 @@ class ModelArguments:
             "ELECTRA; other models run unchanged. false: every position, as the stock model."
         },
     )
+    skip_untouched_embedding_rows: bool = field(
+        default=True,
+        metadata={
+            "help": "On a single CPU process with AdamW and no weight decay on the word embeddings: clip and step "
+            "only the embedding rows the batches have looked up, the others having zero gradients and moments "
+            "(same result, less memory traffic: recipe/embedding_rows.py). false: the stock optimizer."
+        },
+    )
     classifier_learning_rate: float | None = field(
         default=None,
         metadata={

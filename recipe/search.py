@@ -431,6 +431,8 @@ def run_search(
         recipe_args=recipe_args,
         classifier_learning_rate=model_args.classifier_learning_rate,
         layerwise_lr_decay=model_args.layerwise_lr_decay,
+        # AdamW and clipping skip embedding rows no batch has looked up (recipe/embedding_rows.py).
+        skip_untouched_embedding_rows=model_args.skip_untouched_embedding_rows,
         model_init=functools.partial(init_model_for_trial, model_args, recipe_args),
         args=trial_args,
         train_dataset=tokenized["train"],

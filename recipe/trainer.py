@@ -16,6 +16,7 @@ import json
 import os
 from typing import Any
 
+from recipe.embedding_rows import EmbeddingRowsMixin
 from recipe.eval_order import LengthOrderedTrainer
 from recipe.io import write_json_atomic, write_text_atomic
 from recipe.optim import ParamGroupTrainer
@@ -53,7 +54,9 @@ class AtomicSaveMixin:
             super()._save(output_dir, state_dict=state_dict)
 
 
-class CoLATrainer(AtomicSaveMixin, ResumableLengthGroupingMixin, LengthOrderedTrainer, ParamGroupTrainer):
+class CoLATrainer(
+    AtomicSaveMixin, ResumableLengthGroupingMixin, LengthOrderedTrainer, EmbeddingRowsMixin, ParamGroupTrainer
+):
     """The Trainer `run_cola.py` uses; with the options at their defaults it trains like the stock one.
 
     Each addition is its own class in its own module, read and tested alone; this one only composes them
@@ -61,5 +64,6 @@ class CoLATrainer(AtomicSaveMixin, ResumableLengthGroupingMixin, LengthOrderedTr
     - `AtomicSaveMixin` (here): atomic results files, token-free `training_args.bin`;
     - `ResumableLengthGroupingMixin` (recipe/sampling.py): length-grouped batches a resume reproduces;
     - `LengthOrderedTrainer` (recipe/eval_order.py): evaluation sorted by length, predictions in order;
+    - `EmbeddingRowsMixin` (recipe/embedding_rows.py): AdamW and clipping skip never-looked-up embedding rows;
     - `ParamGroupTrainer` (recipe/optim.py): head learning rate and layer-wise learning-rate decay.
     """
