@@ -15,8 +15,7 @@ Skipping them changes nothing, for a reason that holds only without weight decay
 - rows not looked up this step hold zeros in the gradient, which add nothing to its norm nor change when
   scaled, so clipping needs only this step's rows.
 Weight decay on the table would shrink every row at every step, so with it the table is stepped whole.
-The active rows' moments are kept as [active rows, dim] tables (in the optimizer state, with the row ids),
-so memory falls too. Results match the stock AdamW up to float rounding (the norm is summed in another
+The active rows' moments are kept as [active rows, dim] tables (in the optimizer state, with the row ids). Results match the stock AdamW up to float rounding (the norm is summed in another
 order), which tests/test_embedding_rows.py checks against `torch.optim.AdamW` step by step.
 
 `RowSparseAdamW` is `torch.optim.AdamW` for every other parameter. `EmbeddingRowsMixin` swaps it in for
@@ -83,6 +82,7 @@ class RowSparseAdamW(torch.optim.AdamW):
             )
         self.sparse = True  # False once the first step has shown a gradient outside the looked-up rows
         self._step_rows: tuple[torch.Tensor, torch.Tensor] | None = None  # (ids, gradient rows) of this step
+        self._buffers: tuple[torch.Tensor, ...] | None = None  # see _row_tables
 
     def table_group(self) -> dict | None:
         """The table's parameter group, looked up each time: load_state_dict replaces the group dicts."""
@@ -155,17 +155,15 @@ class RowSparseAdamW(torch.optim.AdamW):
         if len(new):  # first lookups: zero moments, as AdamW's state for a row that never had a gradient
             slot[new] = torch.arange(len(rows), len(rows) + len(new), device=table.device)
             rows = state["rows"] = torch.cat([rows, new])
-            zeros = table.new_zeros((len(new), table.shape[1]))
-            state["exp_avg_rows"] = torch.cat([state["exp_avg_rows"], zeros])
-            state["exp_avg_sq_rows"] = torch.cat([state["exp_avg_sq_rows"], zeros])
-        grad = table.new_zeros((len(rows), table.shape[1])).index_copy_(0, slot[ids], table_rows)
+        exp_avg, exp_avg_sq, grad = self._row_tables(state, len(rows))
+        grad.index_copy_(0, slot[ids], table_rows)
         values = table.detach().index_select(0, rows)
         beta1, beta2 = group["betas"]
         torch_adam.adam(
             [values],
             [grad],
-            [state["exp_avg_rows"]],
-            [state["exp_avg_sq_rows"]],
+            [exp_avg],
+            [exp_avg_sq],
             [],
             [state["step"]],
             foreach=group["foreach"],
@@ -180,6 +178,29 @@ class RowSparseAdamW(torch.optim.AdamW):
             maximize=False,
         )
         table.detach().index_copy_(0, rows, values)
+        grad.index_fill_(0, slot[ids], 0.0)  # the gradient buffer is all zeros again for the next step
+
+    def _row_tables(self, state: dict, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """exp_avg, exp_avg_sq and a zero gradient for the first `count` active rows.
+
+        They are views of buffers with room to grow (doubling), so a step that meets new rows does not copy
+        the moments, and the gradient buffer is kept zero instead of allocated and zeroed at every step. The
+        state holds the views; after load_state_dict (other tensors) the buffers are rebuilt from them.
+        """
+        buffers = self._buffers
+        if (
+            buffers is None
+            or buffers[0].data_ptr() != state["exp_avg_rows"].data_ptr()
+            or len(buffers[0]) < count
+        ):
+            known = len(state["exp_avg_rows"])
+            capacity = max(2 * count, 1024)
+            buffers = tuple(self.table.new_zeros((capacity, self.table.shape[1])) for _ in range(3))
+            buffers[0][:known] = state["exp_avg_rows"]
+            buffers[1][:known] = state["exp_avg_sq_rows"]
+            self._buffers = buffers
+        state["exp_avg_rows"], state["exp_avg_sq_rows"] = buffers[0][:count], buffers[1][:count]
+        return state["exp_avg_rows"], state["exp_avg_sq_rows"], buffers[2][:count]
 
 
 def row_sparse_unsupported_reason(trainer: Trainer, model: nn.Module) -> str | None:
