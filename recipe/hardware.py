@@ -14,6 +14,9 @@ defaults under the `--config` file and the command line, so a user's explicit fl
   sentences, while a large one spans more lengths (measured on the 2-core machine, all-MiniLM-L6-v2,
   in-domain dev, `Trainer.predict`: 500 sentences/s at 32, 490 at 64, 410 at 128).
 - CPU training also keeps freed memory in the process (`keep_freed_memory_in_process`, below).
+Two speed-ups that are not Trainer settings live in their own modules, each with a flag: the last encoder
+layer computed for [CLS] only (recipe/cls_only.py) and AdamW skipping untouched word-embedding rows on CPU
+(recipe/embedding_rows.py).
 """
 
 from __future__ import annotations
