@@ -83,11 +83,13 @@ def unsupported_reason(model: PreTrainedModel) -> str | None:
     layers = getattr(getattr(model.base_model, "encoder", None), "layer", None)
     last = layers[-1] if isinstance(layers, nn.ModuleList) and len(layers) else None
     attention = getattr(getattr(last, "attention", None), "self", None)
-    if attention is None or not all(
-        hasattr(attention, name) for name in ("query", "key", "value", "attention_head_size", "scaling")
+    attention_parts = ("query", "key", "value", "attention_head_size", "scaling")
+    if (
+        attention is None
+        or not all(hasattr(attention, name) for name in attention_parts)
+        or not hasattr(last, "feed_forward_chunk")
+        or not hasattr(last.attention, "output")
     ):
-        return "its last encoder layer is not laid out like BERT's"
-    if not hasattr(last, "feed_forward_chunk") or not hasattr(last.attention, "output"):
         return "its last encoder layer is not laid out like BERT's"
     if not hasattr(sys.modules[type(attention).__module__], "eager_attention_forward"):
         return "its modelling file has no eager_attention_forward"

@@ -61,6 +61,22 @@ class LookedUpRows:
         self._handle.remove()
 
 
+def group_holding(param_groups: list[dict], param: nn.Parameter | None) -> dict | None:
+    """The parameter group that holds `param`, or None."""
+    return next((g for g in param_groups if any(p is param for p in g["params"])), None)
+
+
+def table_group_problem(group: dict | None) -> str | None:
+    """Why AdamW on these group settings can't skip the table's untouched rows; None when it can."""
+    if group is None:
+        return "the optimizer does not hold the table"
+    if group["weight_decay"] != 0:
+        return f"the table has weight decay ({group['weight_decay']}), which moves every row at every step"
+    if group.get("amsgrad") or group.get("maximize"):
+        return "AdamW's amsgrad or maximize is on"
+    return None
+
+
 class RowSparseAdamW(torch.optim.AdamW):
     """`torch.optim.AdamW` that clips and steps one embedding table only on its looked-up rows.
 
@@ -75,18 +91,16 @@ class RowSparseAdamW(torch.optim.AdamW):
     def __init__(self, params: Iterable, table: nn.Parameter, rows: LookedUpRows, **kwargs) -> None:
         super().__init__(params, **kwargs)
         self.table, self.rows = table, rows
-        group = self.table_group()
-        if group is None or group["weight_decay"] != 0 or group["amsgrad"] or group["maximize"]:
-            raise ValueError(
-                "the embedding table must be in a group without weight decay, amsgrad or maximize"
-            )
+        problem = table_group_problem(self.table_group())
+        if problem is not None:
+            raise ValueError(f"RowSparseAdamW cannot step the embedding table: {problem}")
         self.sparse = True  # False once the first step has shown a gradient outside the looked-up rows
         self._step_rows: tuple[torch.Tensor, torch.Tensor] | None = None  # (ids, gradient rows) of this step
         self._buffers: tuple[torch.Tensor, ...] | None = None  # see _row_tables
 
     def table_group(self) -> dict | None:
         """The table's parameter group, looked up each time: load_state_dict replaces the group dicts."""
-        return next((g for g in self.param_groups if any(p is self.table for p in g["params"])), None)
+        return group_holding(self.param_groups, self.table)
 
     def _this_step(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """This step's looked-up ids and their gradient rows (gathered once per step); None if no gradient."""
@@ -242,13 +256,10 @@ class EmbeddingRowsMixin(Trainer):
         reason = None if self.skip_untouched_embedding_rows else "--skip_untouched_embedding_rows false"
         reason = reason or row_sparse_unsupported_reason(self, opt_model)
         table = None if reason else opt_model.get_input_embeddings().weight
-        group = next((g for g in optimizer.param_groups if any(p is table for p in g["params"])), None)
-        if reason is None and (type(optimizer) is not torch.optim.AdamW or group is None):
-            reason = "the optimizer is not torch's AdamW over the table"
-        if reason is None and group["weight_decay"] != 0:
-            reason = (
-                f"the table has weight decay ({group['weight_decay']}), which moves every row at every step"
-            )
+        if reason is None and type(optimizer) is not torch.optim.AdamW:
+            reason = f"the optimizer is {type(optimizer).__name__}, not torch's AdamW"
+        # The same conditions RowSparseAdamW checks, so a group it would refuse falls back here instead.
+        reason = reason or table_group_problem(group_holding(optimizer.param_groups, table))
         if reason is not None:
             logger.info("AdamW steps the whole word-embedding table: %s.", reason)
             return optimizer
