@@ -101,9 +101,10 @@ class ModelArguments:
     skip_untouched_embedding_rows: bool = field(
         default=True,
         metadata={
-            "help": "On a single CPU process with AdamW and no weight decay on the word embeddings: clip and step "
-            "only the embedding rows the batches have looked up, the others having zero gradients and moments "
-            "(same result, less memory traffic: recipe/embedding_rows.py). false: the stock optimizer."
+            "help": "On a single CPU process with AdamW and no weight decay on the word embeddings: sparse "
+            "word-embedding gradients, and clip and step only the rows the batches have looked up, the others "
+            "having zero gradients and moments (same result, less memory traffic: recipe/embedding_rows.py). "
+            "false: the stock dense gradient and optimizer."
         },
     )
     classifier_learning_rate: float | None = field(

@@ -1,12 +1,15 @@
-"""Clip and step only the word-embedding rows the batches have looked up (CPU, weight decay 0).
+"""Sparse word-embedding gradients; clip and step only the rows the batches looked up (CPU, weight decay 0).
 
 The word-embedding table is half of a small BERT's parameters (30522 x 384 of all-MiniLM-L6-v2's 22.7 M),
-yet a batch of 32 CoLA sentences looks up about 300 of its rows. Its gradient is dense all the same, so
-gradient clipping reads the whole table and AdamW reads and writes the table and its two moment tables at
-every step: on a 2-core CPU about a tenth of a training step, spent on zeros. Neither torch nor the
-Trainer skips them (torch's SparseAdam is a different optimizer: its moments decay lazily).
+yet a batch of 32 CoLA sentences looks up about 300 of its rows. Its stock gradient is dense all the same:
+at every step the backward pass writes a zero table and adds the batch's rows into it, gradient clipping
+reads the whole table, and AdamW reads and writes the table and its two moment tables. On a 2-core CPU that
+is a tenth of a training step, spent on zeros. torch has the two halves of a fix, but not together:
+`nn.Embedding(sparse=True)` gives a gradient holding only the looked-up rows, and `torch.optim.SparseAdam`
+steps such gradients, but with lazily decaying moments (a different optimizer, not AdamW).
 
-Skipping them changes nothing, for a reason that holds only without weight decay on the table:
+`RowSparseAdamW` steps AdamW exactly on the looked-up rows, for a reason that holds only without weight
+decay on the table:
 - a row no batch has looked up yet has a zero gradient at every step so far, so its exp_avg and exp_avg_sq
   are exactly 0 and AdamW moves it by lr * 0 / (0 + eps) = 0;
 - a row looked up this step has a gradient; one looked up before but not now has a zero gradient and
@@ -14,15 +17,19 @@ Skipping them changes nothing, for a reason that holds only without weight decay
   the same fused kernel and hyperparameters as the other parameters;
 - rows not looked up this step hold zeros in the gradient, which add nothing to its norm nor change when
   scaled, so clipping needs only this step's rows.
-Weight decay on the table would shrink every row at every step, so with it the table is stepped whole.
-The active rows' moments are kept as [active rows, dim] tables (in the optimizer state, with the row ids). Results match the stock AdamW up to float rounding (the norm is summed in another
-order), which tests/test_embedding_rows.py checks against `torch.optim.AdamW` step by step.
+Weight decay on the table would shrink every row at every step, so with it the stock AdamW steps it whole.
+The active rows' moments are kept as [active rows, dim] tables (in the optimizer state, with the row ids).
+Results match the stock AdamW up to float rounding (the norm is summed in another order), which
+tests/test_embedding_rows.py checks against `torch.optim.AdamW` + `clip_grad_norm_` step by step.
 
-`RowSparseAdamW` is `torch.optim.AdamW` for every other parameter. `EmbeddingRowsMixin` swaps it in for
-the Trainer's AdamW and routes clipping through it, only where it holds: a single CPU process, `--optim
-adamw_torch(_fused)`, no weight decay on the table, a table that nothing but the embedding lookup reads.
-The first step also checks that the gradient outside the looked-up rows is zero, and steps the whole
-table from then on if it is not.
+The table's gradient may come sparse (the Trainer mixin turns on `sparse` on the embedding module) or
+dense (something else also reads the table, e.g. a tied output layer, or sparse is off): a dense one is
+reduced to its non-zero rows, which is as exact (a looked-up row whose gradient is exactly zero steps like
+one not looked up), only slower.
+
+`EmbeddingRowsMixin` swaps `RowSparseAdamW` in for the Trainer's AdamW, makes the embedding's gradient
+sparse and routes clipping through the optimizer, only where it holds: a single CPU process, `--optim
+adamw_torch(_fused)`, no weight decay on the table, an untied table.
 """
 
 from __future__ import annotations
@@ -38,27 +45,6 @@ from transformers import Trainer
 logger = logging.getLogger(__name__)
 
 STOCK_ADAMW = ("adamw_torch", "adamw_torch_fused")
-
-
-class LookedUpRows:
-    """Records the rows of an embedding table that training-mode lookups read since the last `take()`."""
-
-    def __init__(self, embedding: nn.Embedding) -> None:
-        self._ids: list[torch.Tensor] = []
-        self._handle = embedding.register_forward_pre_hook(self._record)
-
-    def _record(self, module: nn.Module, args: tuple) -> None:
-        if module.training and torch.is_grad_enabled() and args:
-            self._ids.append(args[0].detach().reshape(-1).unique())
-
-    def take(self) -> torch.Tensor:
-        """The sorted distinct row ids looked up since the last call (gradient-accumulation steps included)."""
-        ids = torch.cat(self._ids).unique() if self._ids else torch.empty(0, dtype=torch.long)
-        self._ids = []
-        return ids
-
-    def remove(self) -> None:
-        self._handle.remove()
 
 
 def group_holding(param_groups: list[dict], param: nn.Parameter | None) -> dict | None:
@@ -78,24 +64,24 @@ def table_group_problem(group: dict | None) -> str | None:
 
 
 class RowSparseAdamW(torch.optim.AdamW):
-    """`torch.optim.AdamW` that clips and steps one embedding table only on its looked-up rows.
+    """`torch.optim.AdamW` that clips and steps one embedding table only on the rows its gradient holds.
 
     Args:
         params: parameters or parameter groups, as for AdamW; `table` must be in one of them, in a group
             with weight_decay 0, amsgrad and maximize off.
-        table: the word-embedding weight.
-        rows: the recorder of looked-up rows of that table.
+        table: the word-embedding weight. Its gradient may be sparse (`nn.Embedding(sparse=True)`: only
+            the looked-up rows) or dense (reduced to its non-zero rows at each step).
         **kwargs: AdamW's keyword arguments.
     """
 
-    def __init__(self, params: Iterable, table: nn.Parameter, rows: LookedUpRows, **kwargs) -> None:
+    def __init__(self, params: Iterable, table: nn.Parameter, **kwargs) -> None:
         super().__init__(params, **kwargs)
-        self.table, self.rows = table, rows
+        self.table = table
         problem = table_group_problem(self.table_group())
         if problem is not None:
             raise ValueError(f"RowSparseAdamW cannot step the embedding table: {problem}")
-        self.sparse = True  # False once the first step has shown a gradient outside the looked-up rows
-        self._step_rows: tuple[torch.Tensor, torch.Tensor] | None = None  # (ids, gradient rows) of this step
+        # This step's (gradient, row ids, gradient rows), read once from the table's gradient.
+        self._step_rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._buffers: tuple[torch.Tensor, ...] | None = None  # see _row_tables
 
     def table_group(self) -> dict | None:
@@ -103,50 +89,51 @@ class RowSparseAdamW(torch.optim.AdamW):
         return group_holding(self.param_groups, self.table)
 
     def _this_step(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """This step's looked-up ids and their gradient rows (gathered once per step); None if no gradient."""
-        if self._step_rows is None and self.table.grad is not None:
-            ids = self.rows.take()
-            if "rows" not in self.state[self.table]:
-                self._check_gradient_is_row_sparse(ids)
-            self._step_rows = (ids, self.table.grad.index_select(0, ids))
-        return self._step_rows if self.sparse else None
+        """The row ids and rows of the table's current gradient; None when it has none.
 
-    def _check_gradient_is_row_sparse(self, ids: torch.Tensor) -> None:
-        """Before the first update: is the gradient zero outside `ids`? If not, step the whole table."""
-        outside = torch.ones(self.table.shape[0], dtype=torch.bool, device=self.table.device)
-        outside[ids] = False
-        if bool(self.table.grad[outside].any()):
-            self.sparse = False
-            self.rows.remove()
-            logger.warning(
-                "The word-embedding gradient is non-zero outside the rows the batches looked up (is the "
-                "table read elsewhere?); AdamW steps the whole table."
-            )
+        A sparse gradient lists a row once per lookup: coalescing sums the repeats (and is kept as the
+        gradient, its values a view, so clipping them in place clips the gradient). A dense gradient is
+        read whole once to find its non-zero rows.
+        """
+        grad = self.table.grad
+        if grad is None:
+            return None
+        if self._step_rows is None or self._step_rows[0] is not grad:
+            if grad.is_sparse:
+                grad = self.table.grad = grad.coalesce()
+                ids, rows = grad.indices()[0], grad.values()
+            else:
+                ids = grad.ne(0).any(dim=1).nonzero().squeeze(1)
+                rows = grad.index_select(0, ids)
+            self._step_rows = (grad, ids, rows)
+        return self._step_rows[1:]
 
     @torch.no_grad()
     def clip_grad_norm_(self, parameters: Iterable[nn.Parameter], max_norm: float) -> torch.Tensor:
-        """`torch.nn.utils.clip_grad_norm_(parameters, max_norm)`, reading only the table's looked-up rows."""
+        """`torch.nn.utils.clip_grad_norm_(parameters, max_norm)`, reading only the table's gradient rows."""
         parameters = [p for p in parameters if p.grad is not None]
-        step = self._this_step() if self.sparse else None
-        if step is None:
+        step = self._this_step()
+        if step is None or not any(p is self.table for p in parameters):
             return torch.nn.utils.clip_grad_norm_(parameters, max_norm)
         ids, table_rows = step
         others = [p for p in parameters if p is not self.table]
         total = torch.nn.utils.get_total_norm([p.grad for p in others] + [table_rows], 2.0)
-        torch.nn.utils.clip_grads_with_norm_(others, max_norm, total)
-        # The same factor as clip_grads_with_norm_, on the table's rows (its other rows are zero).
-        table_rows.mul_(torch.clamp(max_norm / (total + 1e-6), max=1.0))
-        self.table.grad.index_copy_(0, ids, table_rows)
+        # The factor clip_grads_with_norm_ multiplies by. When the norm is within max_norm it is exactly 1
+        # and multiplying changes no bit, so the gradients are left unread (about half the steps on CoLA).
+        factor = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+        if factor < 1.0:
+            torch.nn.utils.clip_grads_with_norm_(others, max_norm, total)
+            table_rows.mul_(factor)  # the table's other rows are zero
+            if not self.table.grad.is_sparse:  # a sparse gradient's values are table_rows themselves
+                self.table.grad.index_copy_(0, ids, table_rows)
         return total
 
     @torch.no_grad()
     def step(self, closure=None):
-        step = self._this_step() if self.sparse else None
+        step = self._this_step()
         if step is None:
-            self._step_rows = None
             return super().step(closure)
-        ids, table_rows = step
-        self._step_table_rows(ids, table_rows)
+        self._step_table_rows(*step)
         grad, self.table.grad = self.table.grad, None  # AdamW skips a parameter without a gradient
         try:
             loss = super().step(closure)
@@ -227,8 +214,8 @@ def row_sparse_unsupported_reason(trainer: Trainer, model: nn.Module) -> str | N
     embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
     if not isinstance(embedding, nn.Embedding) or not embedding.weight.requires_grad:
         return "the model has no trainable nn.Embedding input table"
-    if embedding.max_norm is not None or embedding.sparse:
-        return "the input embedding uses max_norm or sparse gradients"
+    if embedding.max_norm is not None:
+        return "the input embedding uses max_norm (it rewrites the rows it looks up)"
     shared = sum(p is embedding.weight for _, p in model.named_parameters(remove_duplicate=False))
     if shared != 1:
         return "the input embedding table is tied to another module"
@@ -245,7 +232,17 @@ class EmbeddingRowsMixin(Trainer):
 
     def __init__(self, *args, skip_untouched_embedding_rows: bool = True, **kwargs) -> None:
         self.skip_untouched_embedding_rows = skip_untouched_embedding_rows
+        self._sparse_embedding: tuple[nn.Embedding, bool] | None = None  # (module, its `sparse` before)
         super().__init__(*args, **kwargs)
+
+    def train(self, *args, **kwargs):
+        """`Trainer.train`; the embedding module leaves it as it came (`sparse` is set for training only)."""
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            if self._sparse_embedding is not None:
+                embedding, sparse = self._sparse_embedding
+                embedding.sparse, self._sparse_embedding = sparse, None
 
     def create_optimizer(self, model: nn.Module | None = None):
         """The stock optimizer; an AdamW turned into a RowSparseAdamW with the same groups when it holds."""
@@ -266,20 +263,22 @@ class EmbeddingRowsMixin(Trainer):
         defaults = {
             k: v for k, v in optimizer.defaults.items() if k != "decoupled_weight_decay"
         }  # AdamW's own
-        self.optimizer = RowSparseAdamW(
-            optimizer.param_groups,
-            table=table,
-            rows=LookedUpRows(opt_model.get_input_embeddings()),
-            **defaults,
-        )
+        self.optimizer = RowSparseAdamW(optimizer.param_groups, table=table, **defaults)
+        # A sparse gradient holds the looked-up rows only: the backward pass no longer writes a zero
+        # table, and the optimizer needn't search a dense one for its non-zero rows. Not under
+        # torch.compile, which breaks its graph at a sparse-gradient lookup; the dense gradient is as exact.
+        embedding = opt_model.get_input_embeddings()
+        if not self.args.torch_compile:
+            self._sparse_embedding = (embedding, embedding.sparse)
+            embedding.sparse = True
         logger.info(
-            "AdamW and gradient clipping skip word-embedding rows no batch has looked up "
+            "Sparse word-embedding gradients; AdamW and gradient clipping skip the rows no batch has looked up "
             "(same result: recipe/embedding_rows.py; --skip_untouched_embedding_rows false turns it off)."
         )
         return self.optimizer
 
     def _clip_grad_norm(self, model: nn.Module):
         optimizer = getattr(self.optimizer, "optimizer", self.optimizer)  # under accelerate's wrapper
-        if isinstance(optimizer, RowSparseAdamW) and optimizer.sparse:
+        if isinstance(optimizer, RowSparseAdamW):
             return optimizer.clip_grad_norm_(model.parameters(), self.args.max_grad_norm)
         return super()._clip_grad_norm(model)
