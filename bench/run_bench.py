@@ -2,6 +2,7 @@
 
     python bench/run_bench.py                 # one whole epoch per variant (~30 min on 2 cores)
     python bench/run_bench.py --quick         # a 1600-example subset (a few minutes)
+    python bench/run_bench.py --repeats 3        # a and c three times each, in turn; medians
     python bench/run_bench.py --epochs 2 --data_dir ../shared/cola_public --model_dir /path/to/checkpoint
 
 Variants, on the same checkpoint, data split and hyperparameters (lr 2e-5, batch 32, seed 42):
@@ -12,6 +13,11 @@ Variants, on the same checkpoint, data split and hyperparameters (lr 2e-5, batch
 Each runs alone in its own process, one after the other (a clean peak-memory reading, and no variant
 shares the cores with another). Training is timed without evaluation or checkpoints in the way; the
 evaluation rate is measured on the validation and in-domain dev sets after training.
+
+A 2-core VM drifts by several percent from minute to minute, so one run of each variant gives a ratio that
+carries that noise. `--repeats N` runs a and c (the pair the targets compare) N times, in turn (a b c d,
+then a c, a c, ...): the table gives each rate's median over its runs, and each ratio is the median of the
+ratios of runs side by side (a's k-th run over c's k-th run), with every run's ratio listed.
 
 The CPU fp32 cap: a short torch.matmul timing gives this machine's fp32 GFLOP/s; training costs about
 6 x (matmul parameters) x (real tokens) FLOPs, so the cap is GFLOP/s / (6 x params x tokens per sample).
@@ -30,6 +36,7 @@ import math
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,6 +55,7 @@ VARIANTS = {
     "c": "tutorial loop (plain PyTorch)",
     "d": "recipe + torch.compile",
 }
+REPEATED_VARIANTS = "ac"  # the pair the targets compare; --repeats runs these N times
 QUICK_TRAIN_SAMPLES = 1600
 DATA_DIR_CANDIDATES = (REPO.parent / "shared" / "cola_public", Path("/work/shared/cola_public"))
 MATMUL_SIZE = 1024
@@ -248,6 +256,22 @@ def machine_description() -> str:
     return f"{model_name}; {detect_hardware().describe()}; torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
+def runs_line(rows: dict[str, Any]) -> str:
+    """What the medians are over: the number of runs of each variant."""
+    counts = ", ".join(f"({name}) {len(row['runs'])}" for name, row in rows.items())
+    return (
+        f"Runs: {counts}; each rate is the median over a variant's runs, each ratio the median of the "
+        "ratios of side-by-side runs (each listed)."
+    )
+
+
+def ratio_cell(median: float, runs: list[float]) -> str:
+    """'6.10x', or with several runs 'median (run 1, run 2, ...)'."""
+    if len(runs) <= 1:
+        return f"{median:.2f}x"
+    return f"{median:.2f}x ({', '.join(f'{r:.2f}' for r in runs)})"
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """The CPU section of bench/RESULTS.md."""
     rows = report["variants"]
@@ -262,6 +286,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"Mode: {report['mode']} ({report['max_train_samples'] or 'all'} training rows read, 10% held out); "
         f"epochs: {report['epochs']}; a whole epoch is {report['train_split_size']} examples; "
         f"average real tokens per training sentence: {report['avg_real_tokens']:.2f}",
+        *([runs_line(rows)] if report.get("repeats", 1) > 1 else []),
         "",
         "| variant | train samples/s | real tokens/s | padded tokens/s | padding | eval sentences/s "
         "| s/epoch | peak memory (MiB) | in-domain dev MCC |",
@@ -279,7 +304,11 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += ["", "| ratio | training samples/s | evaluation sentences/s |", "|---|---:|---:|"]
     for key, label in (("a_over_c", "(a) / (c)"), ("a_over_b", "(a) / (b)")):
         if key in ratios:
-            lines.append(f"| {label} | {ratios[key]['train']:.2f}x | {ratios[key]['eval']:.2f}x |")
+            cells = [
+                ratio_cell(ratios[key][kind], ratios[key].get(f"{kind}_runs", []))
+                for kind in ("train", "eval")
+            ]
+            lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
     cap = report.get("cap")
     if cap:
         lines += [
@@ -301,21 +330,34 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 def build_report(
-    args: argparse.Namespace, raw: dict[str, dict[str, Any]], extra: dict[str, Any]
+    args: argparse.Namespace, raw: dict[str, list[dict[str, Any]]], extra: dict[str, Any]
 ) -> dict[str, Any]:
-    """Summaries, ratios and the cap share from each variant's raw measurements."""
+    """Summaries (medians over each variant's runs), ratios and the cap share from the raw measurements.
+
+    Args:
+        raw: per variant, the raw measurements of each of its runs, in the order they ran.
+    """
     train_split_size = extra["train_split_size"]
-    variants = {name: {"raw": r, "summary": summarize(r, train_split_size)} for name, r in raw.items()}
-    real_tokens = sum(r["train_real_tokens"] for r in raw.values())
-    samples = sum(r["train_samples"] for r in raw.values())
+    variants = {}
+    for name, runs in raw.items():
+        summaries = [summarize(r, train_split_size) for r in runs]
+        median = {key: statistics.median(s[key] for s in summaries) for key in summaries[0]}
+        variants[name] = {"raw": runs, "runs": summaries, "summary": median}
+    real_tokens = sum(r["train_real_tokens"] for runs in raw.values() for r in runs)
+    samples = sum(r["train_samples"] for runs in raw.values() for r in runs)
     avg_real_tokens = real_tokens / max(samples, 1)
-    ratios: dict[str, dict[str, float]] = {}
+    ratios: dict[str, dict[str, Any]] = {}
     for other in ("c", "b"):
         if "a" in variants and other in variants:
-            a, o = variants["a"]["summary"], variants[other]["summary"]
+            # The k-th run of a over the k-th run of the other: runs close in time share the VM's drift.
+            pairs = list(zip(variants["a"]["runs"], variants[other]["runs"], strict=False))
+            train = [a["train_samples_per_s"] / o["train_samples_per_s"] for a, o in pairs]
+            evaluation = [a["eval_sentences_per_s"] / o["eval_sentences_per_s"] for a, o in pairs]
             ratios[f"a_over_{other}"] = {
-                "train": a["train_samples_per_s"] / o["train_samples_per_s"],
-                "eval": a["eval_sentences_per_s"] / o["eval_sentences_per_s"],
+                "train": statistics.median(train),
+                "eval": statistics.median(evaluation),
+                "train_runs": train,
+                "eval_runs": evaluation,
             }
     cap: dict[str, float] = {}
     if extra.get("gflops"):
@@ -337,6 +379,7 @@ def build_report(
         "params": extra["params"],
         "matmul_params": extra["matmul_params"],
         "avg_real_tokens": avg_real_tokens,
+        "repeats": max(len(runs) for runs in raw.values()),
         "variants": variants,
         "ratios": ratios,
         "cap": cap,
@@ -363,6 +406,12 @@ def parse_cli(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--variants", default="abcd", help="Which variants to run, e.g. 'ac' (default: abcd)."
     )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help=f"Run variants {' and '.join(REPEATED_VARIANTS)} N times, in turn; report medians (default 1).",
+    )
     parser.add_argument("--results_dir", default=str(BENCH_DIR), help="Where RESULTS.md and the JSON go.")
     parser.add_argument("--skip_matmul", action="store_true", help="Do not time the fp32 matmul cap.")
     parser.add_argument("--run_variant", default=None, help=argparse.SUPPRESS)  # internal: one variant
@@ -370,6 +419,8 @@ def parse_cli(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick and args.max_train_samples is None:
         args.max_train_samples = QUICK_TRAIN_SAMPLES
+    if args.repeats < 1:
+        parser.error("--repeats: give 1 or more.")
     unknown = set(args.variants) - set(VARIANTS)
     if unknown:
         parser.error(f"--variants: unknown {''.join(sorted(unknown))}; choose from {''.join(VARIANTS)}.")
@@ -412,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     if gflops:
         print(f"fp32 matmul: {gflops:.1f} GFLOP/s", flush=True)
 
-    raw: dict[str, dict[str, Any]] = {}
+    raw: dict[str, list[dict[str, Any]]] = {name: [] for name in args.variants}
     child_flags = [a for a in argv if a != "--quick"] + [
         "--model_dir",
         args.model_dir,
@@ -421,21 +472,26 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.max_train_samples is not None:
         child_flags += ["--max_train_samples", str(args.max_train_samples)]
-    for name in args.variants:
+    # Every chosen variant once, then a and c again (side by side) until each has run --repeats times.
+    again = [n for n in args.variants if n in REPEATED_VARIANTS]
+    order = list(args.variants) + again * (args.repeats - 1)
+    for name in order:
         with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
             variant_json = handle.name
-        print(f"Variant ({name}) {VARIANTS[name]} ...", flush=True)
+        print(f"Variant ({name}) {VARIANTS[name]}, run {len(raw[name]) + 1} ...", flush=True)
         start = time.perf_counter()
         subprocess.run(
             [sys.executable, __file__, *child_flags, "--run_variant", name, "--variant_json", variant_json],
             check=True,
             env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
         )
-        raw[name] = json.loads(Path(variant_json).read_text(encoding="utf-8"))
+        run = json.loads(Path(variant_json).read_text(encoding="utf-8"))
         os.unlink(variant_json)
+        raw[name].append(run)
         print(
-            f"  {raw[name]['train_samples'] / raw[name]['train_seconds']:.1f} training samples/s, "
-            f"MCC {raw[name]['in_domain_dev_matthews_correlation']:.3f} ({time.perf_counter() - start:.0f} s)",
+            f"  {run['train_samples'] / run['train_seconds']:.1f} training samples/s, "
+            f"{run['eval_samples'] / run['eval_seconds']:.1f} eval sentences/s, "
+            f"MCC {run['in_domain_dev_matthews_correlation']:.3f} ({time.perf_counter() - start:.0f} s)",
             flush=True,
         )
 

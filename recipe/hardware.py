@@ -157,7 +157,7 @@ def keep_freed_memory_in_process(device_type: str) -> bool:
     With mmap off and a high trim threshold, freed blocks are reused: page faults per step fall to ~0.
     (That measurement predates the sparse embedding gradient of recipe/embedding_rows.py, which avoids the
     dense block where it applies; it is still there with weight decay on the table, under torch.compile or
-    with --skip_untouched_embedding_rows false, and for bert-large-sized activations.)
+    with --skip_untouched_embedding_rows false.)
     What it costs: the process keeps up to 1 GiB of freed memory instead of returning it. The numerics
     are untouched. Nothing to do on GPUs (the tensors live in the CUDA caching allocator) or without glibc.
 

@@ -236,7 +236,7 @@ def test_bench_measures_and_reports_a_recipe_variant(tiny_bert, cola_dir, tmp_pa
         "gflops": 50.0,
         "train_split_size": run_bench.full_train_split_size(str(cola_dir)),
     }
-    report = run_bench.build_report(args, {"a": raw, "b": raw}, extra)
+    report = run_bench.build_report(args, {"a": [raw], "b": [raw]}, extra)
     assert report["train_split_size"] == 180
     assert report["ratios"]["a_over_b"]["train"] == pytest.approx(1.0)
     assert report["cap"]["a_share"] == pytest.approx(
@@ -245,6 +245,28 @@ def test_bench_measures_and_reports_a_recipe_variant(tiny_bert, cola_dir, tmp_pa
     markdown = run_bench.render_markdown(report)
     assert "| (a) recipe, fast defaults |" in markdown and "| (a) / (b) | 1.00x |" in markdown
     json.dumps(report)  # the JSON written next to RESULTS.md
+
+    # Repeated runs: medians of the rates, and the median of side-by-side ratios (each run's listed).
+    def at(speed: float) -> dict:
+        return {
+            **raw,
+            "train_seconds": raw["train_seconds"] / speed,
+            "eval_seconds": raw["eval_seconds"] / speed,
+        }
+
+    report = run_bench.build_report(
+        args, {"a": [at(6), at(7), at(5)], "c": [at(1), at(1.25), at(0.5)]}, extra
+    )
+    rate = raw["train_samples"] / raw["train_seconds"]
+    assert report["variants"]["a"]["summary"]["train_samples_per_s"] == pytest.approx(6 * rate)
+    assert report["ratios"]["a_over_c"]["train_runs"] == pytest.approx([6, 5.6, 10])
+    assert report["ratios"]["a_over_c"]["train"] == pytest.approx(
+        6.0
+    )  # not 6 / 1 by chance: median of 6, 5.6, 10
+    markdown = run_bench.render_markdown(report)
+    assert (
+        "| (a) / (c) | 6.00x (6.00, 5.60, 10.00) |" in markdown and "median over a variant's runs" in markdown
+    )
 
 
 def test_bench_skips_with_a_clear_message_without_data(tmp_path):
