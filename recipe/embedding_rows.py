@@ -23,7 +23,7 @@ Results match the stock AdamW up to float rounding (the norm is summed in anothe
 tests/test_embedding_rows.py checks against `torch.optim.AdamW` + `clip_grad_norm_` step by step.
 
 The table's gradient may come sparse (the Trainer mixin turns on `sparse` on the embedding module) or
-dense (something else also reads the table, e.g. a tied output layer, or sparse is off): a dense one is
+dense (code that also reads the weight directly, or sparse off, as under torch.compile): a dense one is
 reduced to its non-zero rows, which is as exact (a looked-up row whose gradient is exactly zero steps like
 one not looked up), only slower.
 

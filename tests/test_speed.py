@@ -17,7 +17,7 @@ import run_cola
 from recipe import hardware
 from recipe.arguments import DataArguments, parse_args
 from recipe.data import load_cola_splits, tokenize_cola
-from recipe.eval_order import LengthOrderedTrainer, length_order, restore_order
+from recipe.eval_order import LengthOrderedTrainer, length_order, restore_order, sequence_lengths
 from recipe.hardware import (
     Hardware,
     build_data_collator,
@@ -135,6 +135,17 @@ def test_restore_order_inverts_the_permutation():
     assert restore_order(sorted_values, order).ravel().tolist() == [0, 10, 20, 30]
     pair = restore_order((sorted_values, sorted_values[:, 0]), order)
     assert pair[1].tolist() == [0, 10, 20, 30]
+
+
+def test_sequence_lengths_follow_the_rows_of_a_selected_dataset():
+    import datasets
+
+    rows = {"input_ids": [[1] * n for n in (3, 7, 1, 5, 2)]}
+    dataset = datasets.Dataset.from_dict(rows).select([4, 0, 3])  # an indices mapping over the table
+    assert sequence_lengths(dataset) == [2, 3, 5]
+    assert sequence_lengths(dataset.with_format("torch")) == [2, 3, 5]
+    as_list = [{"input_ids": ids} for ids in rows["input_ids"]]  # any map-style dataset
+    assert sequence_lengths(as_list) == [3, 7, 1, 5, 2]
 
 
 def eval_trainer(trainer_class, model, tokenizer, out: Path):
