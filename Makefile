@@ -63,7 +63,7 @@ test-distributed: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m distributed
 # Side-by-side CPU benchmark: recipe (fast defaults) vs recipe (pad to 64, random batches) vs the tutorial's
 # loop vs the recipe compiled, one whole epoch each, the recipe and the tutorial's loop three times in turn
-# (median ratios: one run's ratio carries the VM's drift); ~30 min on 2 cores; writes bench/RESULTS.md.
+# (median ratios: one run's ratio carries the VM's drift); ~25 min on 2 cores; writes bench/RESULTS.md.
 # Run it with the machine to itself.
 #   make bench BENCH_REPEATS=1 BENCH_ARGS="--epochs 2 --data_dir /path/to/cola_public"
 BENCH_ARGS ?=

@@ -1,8 +1,8 @@
 """Side-by-side CPU benchmark of the recipe against the tutorial, one variant at a time (`make bench`).
 
-    python bench/run_bench.py                 # one whole epoch per variant (~30 min on 2 cores)
+    python bench/run_bench.py                 # one whole epoch per variant (~17 min on 2 cores)
     python bench/run_bench.py --quick         # a 1600-example subset (a few minutes)
-    python bench/run_bench.py --repeats 3        # a and c three times each, in turn; medians
+    python bench/run_bench.py --repeats 3     # a and c three times each, in turn; medians (~25 min)
     python bench/run_bench.py --epochs 2 --data_dir ../shared/cola_public --model_dir /path/to/checkpoint
 
 Variants, on the same checkpoint, data split and hyperparameters (lr 2e-5, batch 32, seed 42):
