@@ -98,6 +98,7 @@ def main(
         skip_untouched_embedding_rows=model_args.skip_untouched_embedding_rows,
         # Sorted-by-length evaluation batches, predictions in the dataset's order (recipe/eval_order.py).
         order_eval_by_length=data_args.order_eval_by_length,
+        eval_max_tokens=data_args.eval_max_tokens,  # batches cut by padded tokens, not sentences
         model=model,
         args=training_args,
         train_dataset=tokenized["train"] if training_args.do_train else None,

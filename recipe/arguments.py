@@ -21,7 +21,7 @@ from transformers.hf_argparser import string_to_bool
 
 from recipe.best_model import best_model_defaults
 from recipe.download import COLA_DOWNLOAD_URL, COLA_SHA256
-from recipe.hardware import detect_hardware, fast_training_defaults, without_explicit
+from recipe.hardware import detect_hardware, fast_data_defaults, fast_training_defaults, without_explicit
 
 DEFAULT_DATA_DIR = "data/cola_public"
 VALIDATION_STRATEGIES = ("split", "dev", "none")
@@ -216,6 +216,16 @@ class DataArguments:
             "of predictions are unchanged (recipe/eval_order.py)."
         },
     )
+    eval_max_tokens: int = field(
+        default=0,
+        metadata={
+            "help": "With --order_eval_by_length on one process: cut the sorted evaluation batches at this many "
+            "padded tokens (many short sentences a batch, fewer long ones) instead of "
+            "--per_device_eval_batch_size sentences; same metrics and predictions (recipe/eval_order.py). "
+            "0: by sentence count. Default 1024 on CPUs (recipe/hardware.py), 0 on GPUs, and 0 when "
+            "--pad_to_max_length or --per_device_eval_batch_size is given and this is not."
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.max_seq_length < 3:
@@ -248,6 +258,8 @@ class DataArguments:
             raise ConfigError(
                 "--dataset_name and --download both choose where CoLA comes from; pass one of them."
             )
+        if self.eval_max_tokens < 0:
+            raise ConfigError(f"--eval_max_tokens must be 0 (off) or positive; got {self.eval_max_tokens}.")
         if self.dataset_config_name == "":
             self.dataset_config_name = None
 
@@ -416,7 +428,8 @@ def parse_args(
     config_values = load_config_file(pre.config, parser) if pre.config else {}
     # Fast settings for this machine (recipe/hardware.py) rank under the config file and the flags.
     use_cpu = pre.use_cpu if pre.use_cpu is not None else string_to_bool(config_values.get("use_cpu", False))
-    fast = fast_training_defaults(detect_hardware(use_cpu=use_cpu))
+    hardware = detect_hardware(use_cpu=use_cpu)
+    fast = {**fast_training_defaults(hardware), **fast_data_defaults(hardware)}
     explicit = set(config_values) | {
         arg[2:].split("=")[0].replace("-", "_") for arg in argv if arg.startswith("--")
     }
@@ -431,4 +444,9 @@ def parse_args(
         hint = f" Did you mean '--{close[0]}'?" if close else ""
         raise ConfigError(f"unknown argument '{flag}'.{hint} See `python run_cola.py --help`.")
     model_args, data_args, training_args, recipe_args = outputs[:4]
+    if "eval_max_tokens" not in explicit and (
+        data_args.pad_to_max_length or "per_device_eval_batch_size" in explicit
+    ):
+        # The machine's token budget yields to a user's fixed batch size and to static shapes.
+        data_args.eval_max_tokens = 0
     return model_args, data_args, training_args, recipe_args

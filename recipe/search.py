@@ -441,6 +441,7 @@ def run_search(
         # The same collator and evaluation order as run_cola.main, so best.yaml reproduces its trial.
         data_collator=build_data_collator(tokenizer, trial_args.device.type),
         order_eval_by_length=data_args.order_eval_by_length,
+        eval_max_tokens=data_args.eval_max_tokens,
         compute_metrics=compute_cola_metrics,
     )
     trainer.add_callback(RecordTrialMetrics(trainer))

@@ -15,12 +15,19 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trai
 
 import run_cola
 from recipe import hardware
-from recipe.arguments import DataArguments, parse_args
+from recipe.arguments import ConfigError, DataArguments, parse_args
 from recipe.data import load_cola_splits, tokenize_cola
-from recipe.eval_order import LengthOrderedTrainer, length_order, restore_order, sequence_lengths
+from recipe.eval_order import (
+    LengthOrderedTrainer,
+    length_order,
+    restore_order,
+    sequence_lengths,
+    token_budget_batches,
+)
 from recipe.hardware import (
     Hardware,
     build_data_collator,
+    fast_data_defaults,
     fast_training_defaults,
     read_cpu_flags,
     without_explicit,
@@ -60,9 +67,29 @@ def test_cpu_without_native_bf16_gets_fp32_grouping_and_dynamic_padding(
     assert training_args.dataloader_num_workers == 0
     assert training_args.per_device_eval_batch_size == hardware.CPU_EVAL_BATCH_SIZE == 32
     assert data_args.pad_to_max_length is False and data_args.order_eval_by_length is True
-    # A config or a flag still sets the evaluation batch size.
+    assert data_args.eval_max_tokens == hardware.CPU_EVAL_MAX_TOKENS == 1024
+    # A config or a flag still sets the evaluation batch size, and then batches count sentences.
     flags = fast_args(tiny_bert, cola_dir, tmp_path, "--per_device_eval_batch_size", "7")
-    assert parse_args(flags)[2].per_device_eval_batch_size == 7
+    _, data_args, training_args, _ = parse_args(flags)
+    assert training_args.per_device_eval_batch_size == 7 and data_args.eval_max_tokens == 0
+
+
+def test_token_budget_yields_to_static_shapes_unless_asked_for(cpu_flags, tiny_bert, cola_dir, tmp_path):
+    cpu_flags(AVX2_ONLY)
+    static = fast_args(tiny_bert, cola_dir, tmp_path, "--pad_to_max_length", "true")
+    assert parse_args(static)[1].eval_max_tokens == 0
+    config = tmp_path / "c.yaml"
+    config.write_text("pad_to_max_length: true\n")
+    assert (
+        parse_args(["--config", str(config), *fast_args(tiny_bert, cola_dir, tmp_path)])[1].eval_max_tokens
+        == 0
+    )
+    both = fast_args(
+        tiny_bert, cola_dir, tmp_path, "--per_device_eval_batch_size", "7", "--eval_max_tokens", "300"
+    )
+    assert parse_args(both)[1].eval_max_tokens == 300
+    with pytest.raises(ConfigError, match="--eval_max_tokens must be 0"):
+        parse_args(fast_args(tiny_bert, cola_dir, tmp_path, "--eval_max_tokens", "-1"))
 
 
 @pytest.mark.parametrize("flag", ["avx512_bf16", "amx_bf16"])
@@ -108,6 +135,7 @@ def test_gpu_settings_follow_the_card():
     defaults = fast_training_defaults(volta)
     assert defaults["fp16"] is True and "bf16" not in defaults and "tf32" not in defaults
     assert defaults["dataloader_num_workers"] == 2
+    assert fast_data_defaults(ampere) == {}  # batches of 128 sentences; no token budget measured on a GPU
 
 
 def tokenized_splits(tiny_bert: Path, cola_dir: Path, **data_kwargs):
@@ -179,6 +207,59 @@ def test_length_ordered_batches_and_predictions_in_dataset_order(tiny_bert, cola
     assert mine.label_ids.tolist() == plain.label_ids.tolist() == list(dev["label"])
 
 
+def test_token_budget_batches_cover_every_row_once_within_the_budget():
+    lengths = [5, 40, 3, 12, 12, 7, 70, 2, 9]
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    for budget, multiple in ((64, None), (36, None), (64, 8), (1, None), (10_000, None)):
+        batches = token_budget_batches(order, lengths, budget, multiple)
+        assert [row for batch in batches for row in batch] == order  # each row once, order kept
+
+        def cost(rows, m=multiple or 1):
+            return len(rows) * max(-(-lengths[r] // m) * m for r in rows)
+
+        for k, batch in enumerate(batches):
+            assert cost(batch) <= budget or len(batch) == 1  # a row wider than the budget goes alone
+            if k + 1 < len(batches):  # and a batch is cut only when the next row would not fit
+                assert cost(batch + batches[k + 1][:1]) > budget
+    assert token_budget_batches(order, lengths, 64) == [[6], [1], [3, 4, 8, 5, 0], [2, 7]]
+    assert token_budget_batches(order, lengths, 64, 8) == [[6], [1], [3, 4, 8, 5], [0, 2, 7]]
+    with pytest.raises(ValueError, match="at least 1"):
+        token_budget_batches(order, lengths, 0)
+
+
+def test_evaluation_batches_by_tokens_give_the_same_predictions(tiny_bert, cola_dir, tmp_path):
+    tokenizer, tokenized = tokenized_splits(tiny_bert, cola_dir)
+    dev = tokenized["in_domain_dev"]
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert).eval()
+    args = TrainingArguments(
+        output_dir=str(tmp_path), use_cpu=True, per_device_eval_batch_size=16, report_to="none"
+    )
+    budget = 4 * max(len(ids) for ids in dev["input_ids"])
+    by_tokens = LengthOrderedTrainer(
+        model=model,
+        args=args,
+        processing_class=tokenizer,
+        data_collator=build_data_collator(tokenizer, "cpu"),
+        eval_max_tokens=budget,
+    )
+    shapes = [tuple(batch["input_ids"].shape) for batch in by_tokens.get_eval_dataloader(dev)]
+    assert sum(rows for rows, _ in shapes) == len(dev)
+    assert all(rows * width <= budget for rows, width in shapes)
+    assert shapes[0] == (4, budget // 4)  # the longest sentences, four a batch
+    assert max(rows for rows, _ in shapes) > 4  # shorter ones, more a batch
+    assert [tuple(b["input_ids"].shape) for b in by_tokens.get_test_dataloader(dev)] == shapes
+
+    plain = eval_trainer(Trainer, model, tokenizer, tmp_path / "p").predict(dev)
+    mine = by_tokens.predict(dev)
+    np.testing.assert_allclose(mine.predictions, plain.predictions, rtol=1e-5, atol=1e-6)
+    assert mine.label_ids.tolist() == plain.label_ids.tolist() == list(dev["label"])
+    # The loss is the mean over sentences, however many each batch holds.
+    exact = torch.nn.functional.cross_entropy(torch.tensor(mine.predictions), torch.tensor(dev["label"]))
+    assert mine.metrics["test_loss"] == pytest.approx(exact.item(), rel=1e-5)
+    fixed = eval_trainer(LengthOrderedTrainer, model, tokenizer, tmp_path / "f").predict(dev)  # 16 + ... + 12
+    assert fixed.metrics["test_loss"] == pytest.approx(exact.item(), rel=1e-5)
+
+
 def write_split_decision_model(tiny_bert: Path, cola_dir: Path, out: Path) -> Path:
     """The tiny BERT with a classifier that splits the dev sentences about half and half (no training),
     with no sentence near the decision boundary, so float rounding cannot flip a prediction."""
@@ -199,21 +280,24 @@ def write_split_decision_model(tiny_bert: Path, cola_dir: Path, out: Path) -> Pa
 
 def test_ordered_evaluation_gives_the_same_metrics(tiny_bert, cola_dir, tmp_path):
     model = write_split_decision_model(tiny_bert, cola_dir, tmp_path / "model")
-    results = {
-        ordered: run_cola.main(
-            *parse_args(
-                fast_args(model, cola_dir, tmp_path / ordered, "--do_train", "false")
-                + ["--order_eval_by_length", ordered]
-            )
-        )
-        for ordered in ("true", "false")
+    variants = {
+        "sorted": ["--order_eval_by_length", "true", "--eval_max_tokens", "0"],
+        "sorted, by tokens": ["--order_eval_by_length", "true", "--eval_max_tokens", "200"],
+        "stock": ["--order_eval_by_length", "false"],
     }
-    on, off = results["true"], results["false"]
-    assert on["in_domain_dev_matthews_correlation"] != 0.0  # a model that tells the classes apart
-    for split in ("eval", "in_domain_dev", "out_of_domain_dev"):
-        assert on[f"{split}_matthews_correlation"] == off[f"{split}_matthews_correlation"]
-        assert on[f"{split}_accuracy"] == off[f"{split}_accuracy"]
-        assert on[f"{split}_loss"] == pytest.approx(off[f"{split}_loss"], rel=1e-5)
+    results = {
+        name: run_cola.main(
+            *parse_args(fast_args(model, cola_dir, tmp_path / str(k), "--do_train", "false") + flags)
+        )
+        for k, (name, flags) in enumerate(variants.items())
+    }
+    off = results["stock"]
+    assert off["in_domain_dev_matthews_correlation"] != 0.0  # a model that tells the classes apart
+    for on in (results["sorted"], results["sorted, by tokens"]):
+        for split in ("eval", "in_domain_dev", "out_of_domain_dev"):
+            assert on[f"{split}_matthews_correlation"] == off[f"{split}_matthews_correlation"]
+            assert on[f"{split}_accuracy"] == off[f"{split}_accuracy"]
+            assert on[f"{split}_loss"] == pytest.approx(off[f"{split}_loss"], rel=1e-5)
 
 
 def test_tutorial_loop_runs_a_few_steps(tiny_bert, cola_dir):
