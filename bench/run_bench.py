@@ -179,6 +179,7 @@ def run_recipe_variant(flags: list[str]) -> dict[str, Any]:
             "bf16": training_args.bf16,
             "optim": str(getattr(training_args.optim, "value", training_args.optim)),
             "eval_batch_size": training_args.per_device_eval_batch_size,
+            "eval_max_tokens": data_args.eval_max_tokens,
             "torch_compile": training_args.torch_compile,
         },
     }
