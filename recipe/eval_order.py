@@ -19,8 +19,8 @@ batches are cut by padded tokens instead of a sentence count, so a batch of shor
 them and one of long sentences fewer. With a fixed count, the short-sentence batches make small matrix
 products (32 sentences x 6 tokens = 192 rows) that run well below the CPU's rate, and large counts make the
 long-sentence batches spill out of cache. Measured on the 2-core machine (all-MiniLM-L6-v2, validation +
-in-domain dev through `Trainer.evaluate`, 3 rounds, medians): 32 sentences a batch 543 sentences/s; at most
-768 tokens 584, 1024 593, 1536 576, 2048 534. No library batches evaluation by tokens (the Trainer's
+in-domain dev through `Trainer.evaluate`; `python bench/eval_batches.py`, 3 rounds, medians): 32 sentences
+a batch 563 sentences/s, 48 575; cut at 768 tokens 602, 1024 606, 1536 594, 2048 572. No library batches evaluation by tokens (the Trainer's
 `BatchRebalanceSampler` balances training batches across ranks), hence `TokenBudgetBatchSampler` here.
 """
 

@@ -11,8 +11,8 @@ defaults under the `--config` file and the command line, so a user's explicit fl
   matrix product is emulated and runs far slower than fp32, so fp32 it is. No dataloader workers: on a
   few cores a worker process takes cycles from the matmuls, and collating CoLA batches is cheap.
   Evaluation batches cut at 1024 padded tokens once sorted by length (`eval_max_tokens`,
-  recipe/eval_order.py): 593 sentences/s against 543 with 32 sentences a batch (2-core machine,
-  all-MiniLM-L6-v2, validation + in-domain dev through `Trainer.evaluate`, medians of 3 rounds). Where
+  recipe/eval_order.py): 606 sentences/s against 563 with 32 sentences a batch (2-core machine,
+  all-MiniLM-L6-v2, validation + in-domain dev, `python bench/eval_batches.py`, medians of 3 rounds). Where
   that is off (an explicit --per_device_eval_batch_size, --pad_to_max_length), batches of 32: sorted by
   length, a small batch is padded to little more than its own sentences, while a large one spans more
   lengths (`Trainer.predict`, in-domain dev: 500 sentences/s at 32, 490 at 64, 410 at 128).

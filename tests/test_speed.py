@@ -444,3 +444,17 @@ def test_training_sampler_lengths_match_the_stock_sampler(tiny_bert, cola_dir, t
     assert isinstance(sampler, EpochSeededLengthGroupedSampler)
     assert sampler.lengths == stock.lengths and sampler.batch_size == 8
     assert list(sampler) == list(EpochSeededLengthGroupedSampler(8, stock.lengths, seed=3))
+
+
+def test_eval_batches_bench_times_each_setting(tiny_bert, cola_dir, tmp_path, capsys):
+    import eval_batches
+
+    argv = ["--model_dir", str(tiny_bert), "--data_dir", str(cola_dir), "--rounds", "2", "--max_rows", "20"]
+    assert eval_batches.main([*argv, "--settings", "16", "tokens:200"]) == 0
+    table = capsys.readouterr().out.split("| evaluation batches |")[1]
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    assert [row.split(" | ")[0] for row in rows] == ["| 16 sentences", "| cut at 200 tokens"]
+    assert all(len(row.split(" | ")[2].split(", ")) == 2 for row in rows)  # one rate per round
+    assert rows[0].endswith("| 1.00x |")
+    with pytest.raises(SystemExit):
+        eval_batches.parse_cli(["--settings", "tokens:0"])
