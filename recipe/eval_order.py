@@ -20,8 +20,9 @@ them and one of long sentences fewer. With a fixed count, the short-sentence bat
 products (32 sentences x 6 tokens = 192 rows) that run well below the CPU's rate, and large counts make the
 long-sentence batches spill out of cache. Measured on the 2-core machine (all-MiniLM-L6-v2, validation +
 in-domain dev through `Trainer.evaluate`; `python bench/eval_batches.py`, 3 rounds, medians): 32 sentences
-a batch 563 sentences/s, 48 575; cut at 768 tokens 602, 1024 606, 1536 594, 2048 572. No library batches evaluation by tokens (the Trainer's
-`BatchRebalanceSampler` balances training batches across ranks), hence `TokenBudgetBatchSampler` here.
+a batch 563 sentences/s, 48 575; cut at 768 tokens 602, 1024 606, 1536 594, 2048 572. No library batches
+evaluation by tokens (the Trainer's `BatchRebalanceSampler` balances training batches across ranks), hence
+`TokenBudgetBatchSampler` here.
 """
 
 from __future__ import annotations
@@ -59,7 +60,11 @@ def length_order(dataset: torch.utils.data.Dataset, input_name: str = "input_ids
 
     Longest first so the first batch is the largest: an out-of-memory error shows up at once.
     """
-    lengths = sequence_lengths(dataset, input_name)
+    return longest_first(sequence_lengths(dataset, input_name))
+
+
+def longest_first(lengths: Sequence[int]) -> list[int]:
+    """Indices of `lengths`, longest first; ties in index order (`length_order` from lengths in hand)."""
     return sorted(range(len(lengths)), key=lambda i: -lengths[i])
 
 
@@ -147,6 +152,7 @@ class LengthOrderedTrainer(Trainer):
             raise ValueError(f"eval_max_tokens must be 0 (off) or positive; got {eval_max_tokens}.")
         self.order_eval_by_length = order_eval_by_length
         self.eval_max_tokens = eval_max_tokens or None
+        self._loss_per_example = False  # set by evaluation_loop for batches cut by tokens
         super().__init__(*args, **kwargs)
 
     def _orders_eval(self) -> bool:
@@ -184,10 +190,10 @@ class LengthOrderedTrainer(Trainer):
                 is_training=is_training,
                 dataloader_key=dataloader_key,
             )
-        input_name = model_input_name(self.processing_class)
+        lengths = sequence_lengths(dataset, model_input_name(self.processing_class))
         batches = token_budget_batches(
-            length_order(dataset, input_name),
-            sequence_lengths(dataset, input_name),
+            longest_first(lengths),
+            lengths,
             self.eval_max_tokens,
             getattr(self.data_collator, "pad_to_multiple_of", None),
         )
@@ -241,7 +247,7 @@ class LengthOrderedTrainer(Trainer):
         of the batch (each then repeated alike) keeps the mean over examples.
         """
         loss, logits, labels = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
-        if getattr(self, "_loss_per_example", False) and loss is not None and loss.dim() == 0:
+        if self._loss_per_example and loss is not None and loss.dim() == 0:
             loss = loss.expand(find_batch_size(inputs))
         return loss, logits, labels
 
