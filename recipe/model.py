@@ -16,7 +16,6 @@ from transformers import (
 )
 
 from recipe.arguments import ModelArguments
-from recipe.cls_only import apply_last_layer_cls_only
 
 COLA_LABELS = {0: "unacceptable", 1: "acceptable"}
 
@@ -173,8 +172,6 @@ def load_model(model_args: ModelArguments) -> PreTrainedModel:
     # gradients are world_size times too large under DDP) and skips the division by
     # gradient_accumulation_steps. Saying the model takes no loss kwargs restores plain mean losses.
     model.accepts_loss_kwargs = False
-    if model_args.last_layer_cls_only:
-        apply_last_layer_cls_only(model)
     return model
 
 

@@ -27,7 +27,6 @@ from transformers import (
 )
 
 from recipe.arguments import DataArguments
-from recipe.cls_only import apply_last_layer_cls_only
 from recipe.data import tokenize_sentences
 from recipe.model import CheckpointError
 from recipe.reporting import RUN_ARGS_FILE
@@ -75,7 +74,6 @@ def load_trained_model(model_dir: Path) -> tuple[PreTrainedModel, PreTrainedToke
             f"--model_dir {model_dir} has {model.config.num_labels} labels; a CoLA model has 2 "
             "(unacceptable, acceptable)."
         )
-    apply_last_layer_cls_only(model)  # same probabilities, less work (recipe/cls_only.py)
     return model.eval(), tokenizer
 
 
