@@ -16,9 +16,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-import datasets
 import numpy as np
-import transformers
 from transformers import TrainingArguments, set_seed
 
 from recipe.arguments import ConfigError, DataArguments, ModelArguments, RecipeArguments, parse_args
@@ -26,35 +24,20 @@ from recipe.best_model import configure_best_model
 from recipe.checkpoints import resolve_resume_checkpoint
 from recipe.data import DataError, check_splits_for_run, load_cola_splits, tokenize_cola
 from recipe.distributed import apply_global_batch_size, launch_summary
-from recipe.hardware import build_data_collator, keep_freed_memory_in_process
-from recipe.metrics import compute_cola_metrics
+from recipe.hardware import env_cli
+from recipe.logs import setup_logging
 from recipe.model import CheckpointError, load_model, load_tokenizer, match_tokenizer_to_model
 from recipe.predict import predict_cli
-from recipe.redaction import install_log_redaction, secret_values
 from recipe.reporting import EpochTimerCallback, predicted_labels, write_run_report
 from recipe.search import search_cli
 from recipe.seeds import seeds_cli
 from recipe.signals import GracefulStopCallback, TrainingInterrupted, raise_if_interrupted
 from recipe.submission import predict_test_submission
-from recipe.trainer import CoLATrainer
+from recipe.trainer import build_trainer
 
 logger = logging.getLogger("run_cola")
 
 TEST_SPLITS = ("in_domain_dev", "out_of_domain_dev", "dev")
-
-
-def setup_logging(training_args: TrainingArguments) -> None:
-    """Log to stderr at the level the Trainer uses on this process (quiet on non-main ranks)."""
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        handlers=[logging.StreamHandler(sys.stderr)],
-    )
-    level = training_args.get_process_log_level()
-    logger.setLevel(level)
-    logging.getLogger("recipe").setLevel(level)
-    datasets.utils.logging.set_verbosity(level)
-    transformers.utils.logging.set_verbosity(level)
 
 
 def main(
@@ -65,12 +48,9 @@ def main(
 ) -> dict[str, float]:
     """Run the recipe; returns every metric written to `all_results.json`."""
     recipe_args = recipe_args or RecipeArguments()
-    setup_logging(training_args)
-    apply_global_batch_size(training_args, recipe_args)  # before the Trainer reads the batch size
-    # CPU: reuse freed memory instead of page-faulting the embedding gradient in at every step.
-    keep_freed_memory_in_process(training_args.device.type)
     # Tokens (--hub_token, $HF_TOKEN...) are masked in every log line from here on.
-    install_log_redaction(secret_values((model_args, data_args, training_args, recipe_args)))
+    setup_logging(training_args, (model_args, data_args, training_args, recipe_args))
+    apply_global_batch_size(training_args, recipe_args)  # before the Trainer reads the batch size
     logger.info("Training arguments: %s", training_args.to_json_string())
     # Seed before the model is built so the new classifier head's initialisation follows the seed too.
     set_seed(training_args.seed)
@@ -79,35 +59,19 @@ def main(
     check_splits_for_run(raw, training_args)
     tokenizer = load_tokenizer(model_args)
     model = load_model(model_args)
-    match_tokenizer_to_model(tokenizer, model)
+    match_tokenizer_to_model(tokenizer, model)  # before tokenizing: no token_type_ids for models without them
     tokenized = tokenize_cola(raw, tokenizer, data_args)
     # Decided once data and model have loaded, so a bad flag never costs the previous run's folder.
     resume_from = resolve_resume_checkpoint(training_args, recipe_args, model_args.allow_pickle_checkpoint)
+    # SIGTERM / Ctrl-C during training: save a checkpoint at the next step boundary, then stop.
+    stop_on_signal = GracefulStopCallback()
     callbacks = [
         EpochTimerCallback(),
         *configure_best_model(training_args, recipe_args, "validation" in tokenized),
+        stop_on_signal,
     ]
-
-    # SIGTERM / Ctrl-C during training: save a checkpoint at the next step boundary, then stop.
-    stop_on_signal = GracefulStopCallback()
-    trainer = CoLATrainer(
-        # Optimizer parameter groups (recipe/optim.py): the stock optimizer unless these are set.
-        classifier_learning_rate=model_args.classifier_learning_rate,
-        layerwise_lr_decay=model_args.layerwise_lr_decay,
-        # AdamW and clipping skip embedding rows no batch has looked up (recipe/embedding_rows.py).
-        skip_untouched_embedding_rows=model_args.skip_untouched_embedding_rows,
-        # Sorted-by-length evaluation batches, predictions in the dataset's order (recipe/eval_order.py).
-        order_eval_by_length=data_args.order_eval_by_length,
-        eval_max_tokens=data_args.eval_max_tokens,  # batches cut by padded tokens, not sentences
-        model=model,
-        args=training_args,
-        train_dataset=tokenized["train"] if training_args.do_train else None,
-        eval_dataset=tokenized.get("validation"),
-        processing_class=tokenizer,
-        # Pads each batch to its longest sentence (a no-op when pad_to_max_length already padded).
-        data_collator=build_data_collator(tokenizer, training_args.device.type),
-        compute_metrics=compute_cola_metrics,
-        callbacks=[*callbacks, stop_on_signal],
+    trainer = build_trainer(
+        model_args, data_args, training_args, tokenizer, tokenized, model=model, callbacks=callbacks
     )
 
     results: dict[str, float] = {}
@@ -154,6 +118,7 @@ SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {
     "predict": predict_cli,
     "seeds": functools.partial(seeds_cli, train=main),
     "search": search_cli,  # hyperparameter search (recipe/search.py)
+    "env": env_cli,  # the machine, the library versions and the defaults chosen here (bug reports)
 }
 
 

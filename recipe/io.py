@@ -8,6 +8,7 @@ either the old file or the new one, never a truncated mix.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -45,3 +46,23 @@ def write_json_atomic(
     """
     text = json.dumps(obj, indent=indent, sort_keys=sort_keys) + "\n"
     return write_text_atomic(path, text)
+
+
+def save_metrics_atomically(
+    output_dir: str | os.PathLike[str], split: str, metrics: dict[str, Any], combined: bool = True
+) -> None:
+    """What `Trainer.save_metrics` writes, atomically: `{split}_results.json` and, merged into what is
+    there, `all_results.json` (a kill mid-write leaves the previous file, never a truncated one)."""
+    folder = Path(output_dir)
+    write_json_atomic(folder / f"{split}_results.json", metrics)
+    if combined:
+        path = folder / "all_results.json"
+        all_metrics: dict[str, Any] = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        all_metrics.update(metrics)
+        write_json_atomic(path, all_metrics)
+
+
+def save_state_atomically(output_dir: str | os.PathLike[str], state: Any) -> None:
+    """What `Trainer.save_state` writes (`TrainerState.save_to_json`'s JSON), atomically."""
+    text = json.dumps(dataclasses.asdict(state), indent=2, sort_keys=True) + "\n"
+    write_text_atomic(Path(output_dir) / "trainer_state.json", text)

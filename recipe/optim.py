@@ -12,16 +12,18 @@ Fine-Tune BERT for Text Classification"; ELECTRA's layer-wise decay).
 The classification head (every parameter outside `model.base_model_prefix`, e.g. `classifier.*`) is new,
 so it gets `classifier_learning_rate` (default: `learning_rate`) and no decay.
 
-With both options off, `ParamGroupTrainer` is the stock Trainer: it calls `Trainer.create_optimizer`.
+With both options off the recipe's Trainer (recipe/trainer.py) builds the stock optimizer
+(`Trainer.create_optimizer`); with either on, `param_group_optimizer` below.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
-from transformers import Trainer
+from transformers import Trainer, TrainingArguments
 from transformers.trainer_optimizer import is_optimizer_factory
 
 from recipe.arguments import ConfigError
@@ -119,49 +121,47 @@ def build_param_groups(
     return sorted(groups.values(), key=lambda group: group["lr"] != learning_rate)
 
 
-class ParamGroupTrainer(Trainer):
-    """A Trainer whose optimizer can give the head its own learning rate and decay it through the layers.
+def uses_param_groups(classifier_learning_rate: float | None, layerwise_lr_decay: float) -> bool:
+    """Whether either option departs from the stock single learning rate."""
+    return classifier_learning_rate is not None or layerwise_lr_decay != 1.0
+
+
+def param_group_optimizer(
+    trainer: Trainer,
+    model: nn.Module,
+    args: TrainingArguments,
+    classifier_learning_rate: float | None,
+    layerwise_lr_decay: float,
+) -> Any:
+    """The stock optimizer (class and kwargs from `--optim`), over this recipe's parameter groups.
 
     Args:
-        classifier_learning_rate: learning rate of the new head; None = the Trainer's learning_rate.
+        trainer: the Trainer whose `get_optimizer_cls_and_kwargs` / `get_decay_parameter_names` choose the
+            optimizer class and which parameters decay, as for the stock optimizer.
+        model: the model to optimise.
+        args: the run's TrainingArguments (learning_rate, weight_decay, optim).
+        classifier_learning_rate: the head's rate; None = learning_rate.
         layerwise_lr_decay: factor per layer going down the encoder; 1.0 = off.
-        *args, **kwargs: as for `transformers.Trainer`.
+
+    Raises:
+        ConfigError: an `--optim` that builds its own parameter groups.
     """
-
-    def __init__(
-        self, *args, classifier_learning_rate: float | None = None, layerwise_lr_decay: float = 1.0, **kwargs
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self.classifier_learning_rate = classifier_learning_rate
-        self.layerwise_lr_decay = layerwise_lr_decay
-
-    @property
-    def uses_param_groups(self) -> bool:
-        """Whether either option departs from the stock single learning rate."""
-        return self.classifier_learning_rate is not None or self.layerwise_lr_decay != 1.0
-
-    def create_optimizer(self, model: nn.Module | None = None):
-        """The stock optimizer (class and kwargs from `--optim`), over this recipe's parameter groups."""
-        if self.optimizer is not None or not self.uses_param_groups:
-            return super().create_optimizer(model)
-        opt_model = self.model if model is None else model
-        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
-        # Some --optim choices build their own parameter list (GaLore, LOMO, layer-wise 8-bit, Muon
-        # factories); per-group learning rates would be silently dropped there, so refuse instead.
-        builds_own_groups = {"params", "model", "optimizer_dict"} & set(optimizer_kwargs)
-        if is_optimizer_factory(optimizer_cls) or builds_own_groups:
-            raise ConfigError(
-                f"--optim {self.args.optim} builds its own parameter groups, so --classifier_learning_rate "
-                "and --layerwise_lr_decay cannot be applied. Use --optim adamw_torch (the default), or drop "
-                "those two options."
-            )
-        groups = build_param_groups(
-            opt_model,
-            learning_rate=self.args.learning_rate,
-            weight_decay=self.args.weight_decay,
-            decay_parameter_names=self.get_decay_parameter_names(opt_model),
-            classifier_learning_rate=self.classifier_learning_rate,
-            layerwise_lr_decay=self.layerwise_lr_decay,
+    optimizer_cls, optimizer_kwargs = trainer.get_optimizer_cls_and_kwargs(args, model)
+    # Some --optim choices build their own parameter list (GaLore, LOMO, layer-wise 8-bit, Muon
+    # factories); per-group learning rates would be silently dropped there, so refuse instead.
+    builds_own_groups = {"params", "model", "optimizer_dict"} & set(optimizer_kwargs)
+    if is_optimizer_factory(optimizer_cls) or builds_own_groups:
+        raise ConfigError(
+            f"--optim {args.optim} builds its own parameter groups, so --classifier_learning_rate "
+            "and --layerwise_lr_decay cannot be applied. Use --optim adamw_torch (the default), or drop "
+            "those two options."
         )
-        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
-        return self.optimizer
+    groups = build_param_groups(
+        model,
+        learning_rate=args.learning_rate,
+        weight_decay=args.weight_decay,
+        decay_parameter_names=trainer.get_decay_parameter_names(model),
+        classifier_learning_rate=classifier_learning_rate,
+        layerwise_lr_decay=layerwise_lr_decay,
+    )
+    return optimizer_cls(groups, **optimizer_kwargs)

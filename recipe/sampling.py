@@ -7,8 +7,8 @@ wrong batches: the final weights differ from an uninterrupted run's. Seeding the
 from (seed, epoch) through `set_epoch` (which the Trainer calls at every epoch start, also on resume) makes
 each epoch's order a function of the seed alone. Written by hand because the library sampler has no seed.
 
-The lengths come from one read of the input column, not from decoding every row as the stock sampler
-does when the dataset has no `length` column (0.36 s of every `train()` call on CoLA, 2-core machine).
+The lengths come from one read of the input column (`recipe.eval_order.sequence_lengths`), not from
+decoding every row as the stock sampler does when the dataset has no `length` column.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import datasets
 import torch
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from recipe.eval_order import model_input_name, sequence_lengths
+from recipe.eval_order import sequence_lengths
 
 
 class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
@@ -34,23 +34,34 @@ class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
         self.generator = torch.Generator().manual_seed(self.seed + epoch)
 
 
-class ResumableLengthGroupingMixin:
-    """A Trainer mixin: the stock length-grouped sampler, replaced by the epoch-seeded one."""
+def length_grouped_sampler(
+    args: Any, dataset: Any, input_name: str
+) -> EpochSeededLengthGroupedSampler | None:
+    """The epoch-seeded sampler for `args.train_sampling_strategy == "group_by_length"`, else None.
 
-    def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
-        # Overrides a private Trainer hook (transformers 5); tests/test_faults.py fails if it stops working.
-        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        dataset = train_dataset if train_dataset is not None else self.train_dataset
-        input_name = model_input_name(self.processing_class)
-        if (
-            self.args.train_sampling_strategy == "group_by_length"
-            and isinstance(dataset, datasets.Dataset)
-            and input_name in dataset.column_names
-        ):
-            lengths = sequence_lengths(dataset, input_name)  # one column read
-            batch_size = self.args.train_batch_size * self.args.gradient_accumulation_steps
-            return EpochSeededLengthGroupedSampler(batch_size, lengths=lengths, seed=seed)
-        sampler = super()._get_train_sampler(train_dataset)
-        if type(sampler) is not LengthGroupedSampler:
-            return sampler
-        return EpochSeededLengthGroupedSampler(sampler.batch_size, lengths=sampler.lengths, seed=seed)
+    Args:
+        args: the run's TrainingArguments (strategy, seed or data_seed, batch size, accumulation).
+        dataset: the training set; a `datasets.Dataset` holding the `input_name` column gets the
+            one-column length read, anything else the stock sampler's lengths (`seeded`).
+        input_name: the column the lengths come from (the tokenizer's first model input).
+    """
+    if args.train_sampling_strategy != "group_by_length":
+        return None
+    if not isinstance(dataset, datasets.Dataset) or input_name not in dataset.column_names:
+        return None
+    batch_size = args.train_batch_size * args.gradient_accumulation_steps
+    return EpochSeededLengthGroupedSampler(
+        batch_size, lengths=sequence_lengths(dataset, input_name), seed=seed_of(args)
+    )
+
+
+def seed_of(args: Any) -> int:
+    """The seed of the training data order: `data_seed` when set, else `seed` (as the Trainer does)."""
+    return args.data_seed if args.data_seed is not None else args.seed
+
+
+def seeded(sampler: Any, args: Any) -> Any:
+    """A stock `LengthGroupedSampler` made epoch-seeded; any other sampler unchanged."""
+    if type(sampler) is not LengthGroupedSampler:
+        return sampler
+    return EpochSeededLengthGroupedSampler(sampler.batch_size, lengths=sampler.lengths, seed=seed_of(args))

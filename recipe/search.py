@@ -18,22 +18,21 @@ from __future__ import annotations
 import functools
 import logging
 import shutil
-from dataclasses import asdict, fields, replace
+from dataclasses import fields, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import datasets
-import transformers
 import yaml
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from recipe.arguments import ConfigError, DataArguments, ModelArguments, RecipeArguments, parse_args
 from recipe.data import load_cola_splits, split_seed, tokenize_cola
-from recipe.hardware import build_data_collator, keep_freed_memory_in_process
-from recipe.metrics import compute_cola_metrics
+from recipe.logs import setup_logging
 from recipe.model import load_model, load_tokenizer
-from recipe.trainer import CoLATrainer
+from recipe.reporting import arguments_as_dicts
+from recipe.trainer import build_trainer
 
 logger = logging.getLogger(__name__)
 
@@ -143,8 +142,8 @@ def suggest_training_settings(trial: Any, recipe_args: RecipeArguments) -> dict[
 def suggest_optimizer_settings(trial: Any, recipe_args: RecipeArguments) -> dict[str, float]:
     """Draw the parameter-group options (recipe/optim.py) when their `--search_*` ranges are given.
 
-    They are ModelArguments, not TrainingArguments, so the Trainer cannot set them; `SearchTrainer`
-    applies them when it builds each trial's optimizer. Returns {} when neither is searched.
+    They are ModelArguments, not TrainingArguments, so the Trainer cannot set them; the recipe's Trainer
+    applies them when it builds each trial's optimizer (`trial_optimizer_options`). Returns {} when neither is searched.
     """
     settings: dict[str, float] = {}
     if recipe_args.search_classifier_lr_ratio:
@@ -173,26 +172,12 @@ def optimizer_options_from_params(params: dict[str, Any]) -> dict[str, float]:
     return options
 
 
-class SearchTrainer(CoLATrainer):
-    """The recipe's Trainer for search trials: each trial's optimizer gets the trial's head learning rate
-    and layer-wise decay when those are searched.
-
-    The trial is `Trainer._trial`, set by `Trainer._hp_search_setup` before the optimizer is built
-    (transformers 5).
-    """
-
-    def __init__(self, *args, recipe_args: RecipeArguments, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.recipe_args = recipe_args
-
-    def create_optimizer(self, model=None):
-        trial = getattr(self, "_trial", None)
-        if self.optimizer is None and trial is not None and hasattr(trial, "suggest_float"):
-            suggest_optimizer_settings(trial, self.recipe_args)
-            params = {**trial.params, "learning_rate": self.args.learning_rate}
-            for name, value in optimizer_options_from_params(params).items():
-                setattr(self, name, value)
-        return super().create_optimizer(model)
+def trial_optimizer_options(trial: Any, recipe_args: RecipeArguments) -> dict[str, float]:
+    """The head learning rate and layer-wise decay drawn for `trial` (the Trainer's `trial_optimizer_options`)."""
+    if not hasattr(trial, "suggest_float"):
+        return {}
+    suggest_optimizer_settings(trial, recipe_args)
+    return optimizer_options_from_params(trial.params)
 
 
 def init_model_for_trial(model_args: ModelArguments, recipe_args: RecipeArguments, trial: Any = None):
@@ -270,19 +255,23 @@ def settings_differing_from_defaults(
 ) -> dict[str, Any]:
     """Every argument of this run whose value is not the recipe's default (config file + flags).
 
-    Compared field by field with `parse_args([])`, so the best trial's config repeats whatever the search
-    ran with (model, data, max_seq_length, eval_strategy, use_cpu...) without knowing where it came from.
+    Compared field by field with the recipe's machine-independent defaults, so the best trial's config
+    repeats whatever the search ran with (model, data, max_seq_length, eval_strategy...); the settings
+    chosen for the machine (bf16, use_cpu, optim, batch sizes: `setting_sources`) are always carried, so
+    best.yaml runs the same job on another machine.
     """
-    defaults = parse_args([])
+    defaults = parse_args([], machine_settings=False)
+    actual = arguments_as_dicts(model_args, data_args, training_args, recipe_args)
+    sources = recipe_args.setting_sources
     values: dict[str, Any] = {}
-    pairs = [
-        (asdict(model_args), asdict(defaults[0])),
-        (asdict(data_args), asdict(defaults[1])),
-        (training_args.to_dict(), defaults[2].to_dict()),
-        (asdict(recipe_args), asdict(defaults[3])),
-    ]
-    for current, default in pairs:
-        values.update({key: value for key, value in current.items() if value != default.get(key)})
+    for current, default in zip(actual, arguments_as_dicts(*defaults), strict=True):
+        values.update(
+            {
+                key: value
+                for key, value in current.items()
+                if value != default.get(key) or sources.get(key) == "machine"
+            }
+        )
     for key in SEARCH_ONLY_RECIPE_KEYS | {"output_dir", "run_name"}:
         values.pop(key, None)
     return values
@@ -408,7 +397,6 @@ def run_search(
     out.mkdir(parents=True, exist_ok=True)
     base_settings = settings_differing_from_defaults(model_args, data_args, training_args, recipe_args)
 
-    keep_freed_memory_in_process(training_args.device.type)  # as run_cola.main does (recipe/hardware.py)
     set_seed(training_args.seed)
     # One split for every trial (a trial's drawn seed sets its head and data order, not its validation set).
     raw = load_cola_splits(data_args, seed=training_args.seed)
@@ -427,22 +415,16 @@ def run_search(
         # The Trainer casts each drawn value to the type of the current one; an int 0 would truncate a ratio.
         warmup_steps=float(training_args.warmup_steps),
     )
-    trainer = SearchTrainer(
-        recipe_args=recipe_args,
-        classifier_learning_rate=model_args.classifier_learning_rate,
-        layerwise_lr_decay=model_args.layerwise_lr_decay,
-        # AdamW and clipping skip embedding rows no batch has looked up (recipe/embedding_rows.py).
-        skip_untouched_embedding_rows=model_args.skip_untouched_embedding_rows,
+    # The same Trainer set-up as run_cola.main (collator, evaluation order, optimizer options), so
+    # best.yaml reproduces its trial.
+    trainer = build_trainer(
+        model_args,
+        data_args,
+        trial_args,
+        tokenizer,
+        tokenized,
         model_init=functools.partial(init_model_for_trial, model_args, recipe_args),
-        args=trial_args,
-        train_dataset=tokenized["train"],
-        eval_dataset=tokenized["validation"],
-        processing_class=tokenizer,
-        # The same collator and evaluation order as run_cola.main, so best.yaml reproduces its trial.
-        data_collator=build_data_collator(tokenizer, trial_args.device.type),
-        order_eval_by_length=data_args.order_eval_by_length,
-        eval_max_tokens=data_args.eval_max_tokens,
-        compute_metrics=compute_cola_metrics,
+        trial_optimizer_options=functools.partial(trial_optimizer_options, recipe_args=recipe_args),
     )
     trainer.add_callback(RecordTrialMetrics(trainer))
 
@@ -493,20 +475,9 @@ def run_search(
     return summary
 
 
-def setup_search_logging(training_args: TrainingArguments) -> None:
-    """Log to stderr at the Trainer's level, as run_cola.setup_logging does for training (importing it
-    from here would load run_cola.py a second time when it runs as __main__)."""
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    level = training_args.get_process_log_level()
-    logging.getLogger("recipe").setLevel(level)
-    datasets.utils.logging.set_verbosity(level)
-    transformers.utils.logging.set_verbosity(level)
-    logging.getLogger("optuna").setLevel(level)
-
-
 def search_cli(argv: list[str]) -> int:
     """`python run_cola.py search ...`: parse the usual flags plus `--n_trials`/`--search_*`, and search."""
     model_args, data_args, training_args, recipe_args = parse_args(argv)
-    setup_search_logging(training_args)
+    setup_logging(training_args, (model_args, data_args, training_args, recipe_args))
     summary = run_search(model_args, data_args, training_args, recipe_args)
     return 0 if summary["finished"] else 1

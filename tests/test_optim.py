@@ -11,15 +11,16 @@ from transformers import AutoModelForSequenceClassification, Trainer, TrainingAr
 
 import run_cola
 from recipe.arguments import ConfigError, parse_args
-from recipe.optim import ParamGroupTrainer, build_param_groups
+from recipe.optim import build_param_groups
+from recipe.trainer import CoLATrainer
 
 LR = 1e-3
 
 
-def make_trainer(tiny_bert, tmp_path, **options) -> ParamGroupTrainer:
+def make_trainer(tiny_bert, tmp_path, **options) -> CoLATrainer:
     model = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
     args = TrainingArguments(output_dir=str(tmp_path), learning_rate=LR, weight_decay=0.01, use_cpu=True)
-    return ParamGroupTrainer(model=model, args=args, **options)
+    return CoLATrainer(model=model, args=args, **options)
 
 
 def lr_by_name(trainer: Trainer) -> dict[str, tuple[float, float]]:

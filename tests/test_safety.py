@@ -16,10 +16,9 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Bert
 
 import run_cola
 from recipe.arguments import ModelArguments, parse_args
-from recipe.io import write_json_atomic
+from recipe.io import save_metrics_atomically, write_json_atomic
 from recipe.model import CheckpointError, load_model
 from recipe.redaction import REDACTED, install_log_redaction, secret_values
-from recipe.trainer import AtomicSaveMixin
 
 REPO = Path(__file__).resolve().parent.parent
 HUB_TOKEN = "hf_SECRET123flagtoken"
@@ -131,22 +130,19 @@ def test_atomic_write_goes_through_a_temp_file_in_the_same_folder(tmp_path, monk
 
 
 def test_a_crash_mid_write_leaves_the_old_results_intact(tmp_path, monkeypatch):
-    """save_metrics as run_cola.main calls it; the disk fills up during the write (fsync fails)."""
+    """save_metrics as the recipe's Trainer writes it (recipe.io.save_metrics_atomically); the disk fills up during the write (fsync fails)."""
     (tmp_path / "all_results.json").write_text(json.dumps({"train_loss": 0.25}))
-    trainer = AtomicSaveMixin()
-    trainer.args = type("Args", (), {"output_dir": str(tmp_path)})()
-    trainer.is_world_process_zero = lambda: True
 
     def disk_full(fd):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", disk_full)
     with pytest.raises(OSError, match="No space"):
-        trainer.save_metrics("eval", {"eval_matthews_correlation": 0.5})
+        save_metrics_atomically(tmp_path, "eval", {"eval_matthews_correlation": 0.5})
     assert json.loads((tmp_path / "all_results.json").read_text()) == {"train_loss": 0.25}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["all_results.json"]  # no temp file left behind
     monkeypatch.undo()
-    trainer.save_metrics("eval", {"eval_matthews_correlation": 0.5})
+    save_metrics_atomically(tmp_path, "eval", {"eval_matthews_correlation": 0.5})
     assert json.loads((tmp_path / "all_results.json").read_text()) == {
         "train_loss": 0.25,
         "eval_matthews_correlation": 0.5,
