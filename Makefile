@@ -21,7 +21,7 @@ TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || ech
 AUTO_DOWNLOAD := $(if $(DATA_DIR),,$(if $(wildcard data/cola_public/raw),,--download))
 RUN_FLAGS := --config $(CONFIG) $(if $(MODEL),--model_name_or_path $(MODEL)) $(if $(DATA_DIR),--data_dir $(DATA_DIR)) $(AUTO_DOWNLOAD) $(ARGS)
 
-.PHONY: setup train test test-slow test-distributed lint format clean seeds predict search
+.PHONY: setup train test test-slow test-distributed lint format clean seeds predict search env
 
 setup: $(VENV)/.installed
 
@@ -51,6 +51,10 @@ N_TRIALS ?= 20
 search: setup
 	$(PY) run_cola.py search $(RUN_FLAGS) --n_trials $(N_TRIALS)
 
+# What a bug report needs: the machine, library versions and the defaults the recipe chooses here.
+env: setup
+	$(PY) run_cola.py env
+
 test: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
@@ -61,9 +65,10 @@ test-slow: setup
 # Two real processes under `accelerate launch` (gloo on the CPU); about 2-3 minutes, so not in `make test`.
 test-distributed: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m distributed
-# Side-by-side CPU benchmark: recipe (fast defaults) vs recipe (pad to 64, random batches) vs the tutorial's
-# loop vs the recipe compiled, one whole epoch each, the recipe and the tutorial's loop three times in turn
-# (median ratios: one run's ratio carries the VM's drift); ~25 min on 2 cores; writes bench/RESULTS.md.
+# Side-by-side CPU benchmark: the recipe in the machine's default precision (and in fp32 where that is bf16)
+# vs the recipe padding to 64 with random batches vs the tutorial's loop vs the recipe compiled, one whole
+# epoch each, the recipe and the tutorial's loop three times in turn (median ratios: one run's ratio carries
+# the VM's drift); writes bench/RESULTS.md.
 # Run it with the machine to itself.
 #   make bench BENCH_REPEATS=1 BENCH_ARGS="--epochs 2 --data_dir /path/to/cola_public"
 BENCH_ARGS ?=

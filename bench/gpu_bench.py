@@ -6,9 +6,9 @@ ids with CoLA's sentence lengths (the histogram below, from in_domain_train.tsv 
 vocabulary). Speed does not depend on which tokens or weights, only on shapes.
 
 Paths:
-  trainer  the recipe's Trainer set-up: `fast_training_defaults(detect_hardware())` (bf16, TF32, fused
+  trainer  the recipe's Trainer set-up: `machine_defaults(detect_hardware())` (bf16, TF32, fused
            AdamW, length-grouped batches, dataloader workers), the recipe's collator (pad to a multiple of
-           8) and `LengthOrderedTrainer` for evaluation
+           8) and the recipe's Trainer (`CoLATrainer`: length-sorted evaluation)
   loop     the same settings in a bare PyTorch loop (what the Trainer costs on top)
 
 The first epoch warms up (CUDA context, kernel autotuning, torch.compile); the next are timed.
@@ -131,11 +131,11 @@ def run_trainer_path(args: argparse.Namespace, train, dev) -> dict[str, Any]:
     """One warm-up epoch plus `args.epochs` timed ones through the recipe's Trainer set-up."""
     from transformers import TrainingArguments
 
-    from recipe.eval_order import LengthOrderedTrainer
-    from recipe.hardware import build_data_collator, detect_hardware, fast_training_defaults
+    from recipe.hardware import build_data_collator, detect_hardware, machine_defaults
+    from recipe.trainer import CoLATrainer
 
     hardware = detect_hardware()
-    fast = fast_training_defaults(hardware)
+    fast = machine_defaults(hardware)
     if args.compile:
         fast["torch_compile"] = True
     timer = EpochTimer()
@@ -157,7 +157,7 @@ def run_trainer_path(args: argparse.Namespace, train, dev) -> dict[str, Any]:
             **fast,
         )
         model = build_model(args.smoke)
-        trainer = LengthOrderedTrainer(
+        trainer = CoLATrainer(
             model=model,
             args=training_args,
             train_dataset=train,

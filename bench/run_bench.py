@@ -6,9 +6,11 @@
     python bench/run_bench.py --epochs 2 --data_dir ../shared/cola_public --model_dir /path/to/checkpoint
 
 Variants, on the same checkpoint, data split and hyperparameters (lr 2e-5, batch 32, seed 42):
-  a  the recipe with its fast defaults: `run_cola.main` exactly as `parse_args` sets it up for this machine
+  a  the recipe with its defaults: `run_cola.main` exactly as `parse_args` sets it up for this machine, in
+     the precision the machine gets by default (bf16 on a CPU with native bf16 or a bf16 GPU, else fp32)
+  f  variant a in fp32 (--bf16 false), run only where a's default precision is not fp32
   b  the recipe with the tutorial's data path: --pad_to_max_length true --train_sampling_strategy random
-  c  bench/tutorial_loop.py: the tutorial's plain PyTorch loop (padding to 64, random batches)
+  c  bench/tutorial_loop.py: the tutorial's plain PyTorch loop (fp32, padding to 64, random batches)
   d  variant a with --torch_compile true (the time to compile counts: it is part of what a run costs)
 Each runs alone in its own process, one after the other (a clean peak-memory reading, and no variant
 shares the cores with another). Training is timed without evaluation or checkpoints in the way; the
@@ -19,8 +21,9 @@ carries that noise. `--repeats N` runs a and c (the pair the targets compare) N 
 then a c, a c, ...): the table gives each rate's median over its runs, and each ratio is the median of the
 ratios of runs side by side (a's k-th run over c's k-th run), with every run's ratio listed.
 
-The CPU fp32 cap: a short torch.matmul timing gives this machine's fp32 GFLOP/s; training costs about
-6 x (matmul parameters) x (real tokens) FLOPs, so the cap is GFLOP/s / (6 x params x tokens per sample).
+The cap: a short torch.matmul timing gives this machine's GFLOP/s in fp32 and in bf16 (both are timed and
+reported); training costs about 6 x (matmul parameters) x (real tokens) FLOPs, so the cap in a precision is
+GFLOP/s / (6 x params x tokens per sample), and each variant's share is of the cap in its own precision.
 The word embeddings are a table lookup, not a matmul, so they are left out of the parameter count.
 
 Results: bench/RESULTS.md (a table, the command, the machine, the date) and bench/results-cpu.json.
@@ -34,7 +37,6 @@ import importlib.util
 import json
 import math
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -50,14 +52,15 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(BENCH_DIR))
 
 VARIANTS = {
-    "a": "recipe, fast defaults",
+    "a": "recipe, machine defaults",
+    "f": "recipe, machine defaults in fp32",
     "b": "recipe, pad to 64 + random batches",
     "c": "tutorial loop (plain PyTorch)",
     "d": "recipe + torch.compile",
 }
 REPEATED_VARIANTS = "ac"  # the pair the targets compare; --repeats runs these N times
 QUICK_TRAIN_SAMPLES = 1600
-DATA_DIR_CANDIDATES = (REPO.parent / "shared" / "cola_public", Path("/work/shared/cola_public"))
+DATA_DIR_CANDIDATES = (REPO.parent / "shared" / "cola_public",)  # ../shared beside the repository
 MATMUL_SIZE = 1024
 
 
@@ -70,7 +73,7 @@ def default_model_dir() -> Path | None:
 
 
 def default_data_dir() -> Path | None:
-    """../shared/cola_public next to the repository, else /work/shared/cola_public."""
+    """../shared/cola_public next to the repository, when it holds CoLA."""
     return next((path for path in DATA_DIR_CANDIDATES if (path / "raw").is_dir()), None)
 
 
@@ -94,11 +97,12 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure_matmul_gflops(size: int = MATMUL_SIZE, seconds: float = 3.0) -> float:
-    """fp32 GFLOP/s of torch.matmul on square matrices, best of a few timed runs."""
+def measure_matmul_gflops(size: int = MATMUL_SIZE, seconds: float = 3.0, dtype_name: str = "fp32") -> float:
+    """GFLOP/s of torch.matmul on square `dtype_name` ("fp32" or "bf16") matrices, best of a few runs."""
     import torch
 
-    a, b = torch.randn(size, size), torch.randn(size, size)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     for _ in range(3):
         torch.matmul(a, b)
     best = float("inf")
@@ -108,6 +112,27 @@ def measure_matmul_gflops(size: int = MATMUL_SIZE, seconds: float = 3.0) -> floa
         torch.matmul(a, b)
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best / 1e9
+
+
+def display_path(path: str) -> str:
+    """A path as the report shows it, with no machine's absolute path: relative to the repository when
+    beside it (../shared/...), `package:NAME/...` inside an installed package, else the folder's name."""
+    resolved = Path(path).resolve()
+    try:
+        return (
+            os.path.relpath(resolved, REPO)
+            if resolved.is_relative_to(REPO.parent)
+            else _package_path(resolved)
+        )
+    except ValueError:
+        return resolved.name
+
+
+def _package_path(path: Path) -> str:
+    parts = path.parts
+    if "site-packages" in parts:
+        return "package:" + "/".join(parts[parts.index("site-packages") + 1 :])
+    return path.name
 
 
 def matmul_parameter_count(model_dir: str) -> tuple[int, int]:
@@ -159,6 +184,7 @@ def run_recipe_variant(flags: list[str]) -> dict[str, Any]:
     """Run `run_cola.main` with `flags`, counting the tokens its model sees; returns the raw measurements."""
     import run_cola
     from recipe.arguments import parse_args
+    from recipe.hardware import precision_name
     from recipe.metrics import load_mcc_metric
 
     load_mcc_metric()  # load the metric module now, so the first evaluation's time is evaluation only
@@ -194,7 +220,7 @@ def run_recipe_variant(flags: list[str]) -> dict[str, Any]:
             "bf16": training_args.bf16,
             "optim": str(getattr(training_args.optim, "value", training_args.optim)),
             "eval_batch_size": training_args.per_device_eval_batch_size,
-            "eval_max_tokens": data_args.eval_max_tokens,
+            "precision": precision_name(training_args),
             "torch_compile": training_args.torch_compile,
         },
     }
@@ -221,6 +247,8 @@ def run_variant(name: str, args: argparse.Namespace, work_dir: Path) -> dict[str
             flags += ["--pad_to_max_length", "true", "--train_sampling_strategy", "random"]
         if name == "d":
             flags += ["--torch_compile", "true"]
+        if name == "f":
+            flags += ["--bf16", "false"]
         result = run_recipe_variant(flags)
     result["peak_memory_mib"] = (
         torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else peak_rss_mib()
@@ -256,20 +284,21 @@ def full_train_split_size(data_dir: str, validation_split: float = 0.1) -> int:
 
 
 def machine_description() -> str:
-    """CPU model, cores, torch kernels level and native bf16 support."""
-    from recipe.hardware import detect_hardware
-
-    model_name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model_name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """The machine as the recipe sees it (CPU model, cores, torch kernels, native bf16), and torch's threads."""
     import torch
 
-    return f"{model_name}; {detect_hardware().describe()}; torch {torch.__version__}, {torch.get_num_threads()} threads"
+    from recipe.hardware import detect_hardware
+
+    return f"{detect_hardware().describe()}; torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def default_precision(args: argparse.Namespace) -> str:
+    """The precision variant (a) trains in on this machine ("bf16", "fp16" or "fp32")."""
+    from recipe.arguments import parse_args
+    from recipe.hardware import precision_name
+
+    flags = recipe_flags(args.model_dir, args.data_dir, tempfile.gettempdir(), args.epochs, None)
+    return precision_name(parse_args(flags)[2])
 
 
 def runs_line(rows: dict[str, Any]) -> str:
@@ -297,6 +326,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"Command: `{report['command']}`  ",
         f"Date: {report['date']}  ",
         f"Machine: {report['machine']}; 1-minute load average at start: {report['load_at_start']}  ",
+        f"Variant (a) trains in **{report['precision']}**, this machine's default precision"
+        + (" (variant (f) is the same in fp32)." if "f" in rows else ".")
+        + "  ",
         f"Model: {report['model_dir']} ({report['params'] / 1e6:.1f} M parameters, "
         f"{report['matmul_params'] / 1e6:.1f} M outside the embeddings); data: {report['data_dir']}  ",
         f"Mode: {report['mode']} ({report['max_train_samples'] or 'all'} training rows read, 10% held out); "
@@ -318,7 +350,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         )
     ratios = report["ratios"]
     lines += ["", "| ratio | training samples/s | evaluation sentences/s |", "|---|---:|---:|"]
-    for key, label in (("a_over_c", "(a) / (c)"), ("a_over_b", "(a) / (b)")):
+    for key, label in (("a_over_c", "(a) / (c)"), ("a_over_b", "(a) / (b)"), ("a_over_f", "(a) / (f)")):
         if key in ratios:
             cells = [
                 ratio_cell(ratios[key][kind], ratios[key].get(f"{kind}_runs", []))
@@ -327,14 +359,19 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
     cap = report.get("cap")
     if cap:
+        rates = ", ".join(f"{name} {rate:.0f} GFLOP/s" for name, rate in cap["gflops"].items())
+        caps = ", ".join(f"{name} {rate:.0f} samples/s" for name, rate in cap["samples_per_s"].items())
         lines += [
             "",
-            f"fp32 matmul on this machine: {cap['gflops']:.0f} GFLOP/s ({MATMUL_SIZE}x{MATMUL_SIZE}, best run). "
-            f"Cap = {cap['gflops']:.0f}e9 / (6 x {report['matmul_params'] / 1e6:.2f}e6 x "
-            f"{report['avg_real_tokens']:.2f}) = {cap['samples_per_s']:.0f} samples/s. Share of the cap reached: "
-            + ", ".join(f"({n}) {100 * cap[f'{n}_share']:.0f}%" for n in VARIANTS if f"{n}_share" in cap)
-            + ". The cap counts the stock model's work; the recipe's variants run the last layer for the [CLS] "
-            "position only (recipe/cls_only.py), about 13% fewer FLOPs here, so their share is of the stock cap.",
+            f"Matmul on this machine ({MATMUL_SIZE}x{MATMUL_SIZE}, best run): {rates}. "
+            f"Cap = GFLOP/s / (6 x {report['matmul_params'] / 1e6:.2f}e6 x {report['avg_real_tokens']:.2f}): "
+            f"{caps}. Share of the cap in each variant's own precision: "
+            + ", ".join(
+                f"({n}) {100 * cap['share'][n]:.0f}% of {cap['precision'][n]}"
+                for n in VARIANTS
+                if n in cap["share"]
+            )
+            + ".",
         ]
     lines += [
         "",
@@ -363,7 +400,7 @@ def build_report(
     samples = sum(r["train_samples"] for runs in raw.values() for r in runs)
     avg_real_tokens = real_tokens / max(samples, 1)
     ratios: dict[str, dict[str, Any]] = {}
-    for other in ("c", "b"):
+    for other in ("c", "b", "f"):
         if "a" in variants and other in variants:
             # The k-th run of a over the k-th run of the other: runs close in time share the VM's drift.
             pairs = list(zip(variants["a"]["runs"], variants[other]["runs"], strict=False))
@@ -375,19 +412,24 @@ def build_report(
                 "train_runs": train,
                 "eval_runs": evaluation,
             }
-    cap: dict[str, float] = {}
+    cap: dict[str, Any] = {}
     if extra.get("gflops"):
-        cap_rate = extra["gflops"] * 1e9 / (6 * extra["matmul_params"] * avg_real_tokens)
-        cap = {"gflops": extra["gflops"], "samples_per_s": cap_rate}
+        per_token = 6 * extra["matmul_params"] * avg_real_tokens
+        cap_rates = {name: rate * 1e9 / per_token for name, rate in extra["gflops"].items()}
+        cap = {"gflops": extra["gflops"], "samples_per_s": cap_rates, "share": {}, "precision": {}}
         for name, variant in variants.items():
-            cap[f"{name}_share"] = variant["summary"]["train_samples_per_s"] / cap_rate
+            precision = variant["raw"][0].get("settings", {}).get("precision", "fp32")
+            if precision in cap_rates:
+                cap["precision"][name] = precision
+                cap["share"][name] = variant["summary"]["train_samples_per_s"] / cap_rates[precision]
     return {
         "command": extra["command"],
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "machine": extra["machine"],
         "load_at_start": extra.get("load_at_start"),
-        "model_dir": args.model_dir,
-        "data_dir": args.data_dir,
+        "model_dir": display_path(args.model_dir),
+        "data_dir": display_path(args.data_dir),
+        "precision": extra.get("precision", "fp32"),
         "mode": "quick" if args.quick else "full",
         "epochs": args.epochs,
         "max_train_samples": args.max_train_samples,
@@ -429,7 +471,7 @@ def parse_cli(argv: list[str] | None) -> argparse.Namespace:
         help=f"Run variants {' and '.join(REPEATED_VARIANTS)} N times, in turn; report medians (default 1).",
     )
     parser.add_argument("--results_dir", default=str(BENCH_DIR), help="Where RESULTS.md and the JSON go.")
-    parser.add_argument("--skip_matmul", action="store_true", help="Do not time the fp32 matmul cap.")
+    parser.add_argument("--skip_matmul", action="store_true", help="Do not time the matmul caps.")
     parser.add_argument("--run_variant", default=None, help=argparse.SUPPRESS)  # internal: one variant
     parser.add_argument("--variant_json", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -464,9 +506,16 @@ def main(argv: list[str] | None = None) -> int:
         # With other jobs on the cores, torch's worker threads wait for each other and timings fall apart.
         print(f"Warning: load average {load_at_start:.1f} before starting; other jobs will distort timings.")
     params, matmul_params = matmul_parameter_count(args.model_dir)
-    gflops = None if args.skip_matmul else measure_matmul_gflops()
-    if gflops:
-        print(f"fp32 matmul: {gflops:.1f} GFLOP/s", flush=True)
+    precision = default_precision(args)
+    if precision != "fp32" and "a" in args.variants and "f" not in args.variants:
+        args.variants += "f"  # the fp32 path beside the machine's default one
+    if precision == "fp32":
+        args.variants = args.variants.replace("f", "")
+    print(f"Variant (a) trains in {precision}, the default precision on: {machine_description()}", flush=True)
+    gflops = None
+    if not args.skip_matmul:
+        gflops = {name: measure_matmul_gflops(dtype_name=name) for name in ("fp32", "bf16")}
+        print(", ".join(f"{name} matmul: {rate:.1f} GFLOP/s" for name, rate in gflops.items()), flush=True)
 
     raw: dict[str, list[dict[str, Any]]] = {name: [] for name in args.variants}
     child_flags = [a for a in argv if a != "--quick"] + [
@@ -506,6 +555,7 @@ def main(argv: list[str] | None = None) -> int:
         {
             "command": command.strip(),
             "machine": machine_description(),
+            "precision": precision,
             "params": params,
             "matmul_params": matmul_params,
             "gflops": gflops,

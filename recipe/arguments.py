@@ -19,9 +19,9 @@ import yaml
 from transformers import HfArgumentParser, TrainingArguments
 from transformers.hf_argparser import string_to_bool
 
+from recipe import hardware as hw
 from recipe.best_model import best_model_defaults
 from recipe.download import COLA_DOWNLOAD_URL, COLA_SHA256
-from recipe.hardware import detect_hardware, fast_data_defaults, fast_training_defaults, without_explicit
 
 DEFAULT_DATA_DIR = "data/cola_public"
 VALIDATION_STRATEGIES = ("split", "dev", "none")
@@ -88,23 +88,6 @@ class ModelArguments:
         metadata={
             "help": "Accept weights stored only as pickle (pytorch_model.bin). Off: weights load from "
             "safetensors, and a pickle-only checkpoint is refused (unpickling can run code)."
-        },
-    )
-    last_layer_cls_only: bool = field(
-        default=True,
-        metadata={
-            "help": "Run the last encoder layer for the [CLS] position only, the one the classification head "
-            "reads: same logits, 7-13%% less compute (recipe/cls_only.py). BERT, RoBERTa, XLM-R, CamemBERT, "
-            "ELECTRA; other models run unchanged. false: every position, as the stock model."
-        },
-    )
-    skip_untouched_embedding_rows: bool = field(
-        default=True,
-        metadata={
-            "help": "On a single CPU process with AdamW and no weight decay on the word embeddings: sparse "
-            "word-embedding gradients, and clip and step only the rows the batches have looked up, the others "
-            "having zero gradients and moments (same result, less memory traffic: recipe/embedding_rows.py). "
-            "false: the stock dense gradient and optimizer."
         },
     )
     classifier_learning_rate: float | None = field(
@@ -216,16 +199,6 @@ class DataArguments:
             "of predictions are unchanged (recipe/eval_order.py)."
         },
     )
-    eval_max_tokens: int = field(
-        default=0,
-        metadata={
-            "help": "With --order_eval_by_length on one process: cut the sorted evaluation batches at this many "
-            "padded tokens (many short sentences a batch, fewer long ones) instead of "
-            "--per_device_eval_batch_size sentences; same metrics and predictions (recipe/eval_order.py). "
-            "0: by sentence count. Default 1024 on CPUs (recipe/hardware.py), 0 on GPUs, and 0 when "
-            "--pad_to_max_length or --per_device_eval_batch_size is given and this is not."
-        },
-    )
 
     def __post_init__(self) -> None:
         if self.max_seq_length < 3:
@@ -258,8 +231,6 @@ class DataArguments:
             raise ConfigError(
                 "--dataset_name and --download both choose where CoLA comes from; pass one of them."
             )
-        if self.eval_max_tokens < 0:
-            raise ConfigError(f"--eval_max_tokens must be 0 (off) or positive; got {self.eval_max_tokens}.")
         if self.dataset_config_name == "":
             self.dataset_config_name = None
 
@@ -267,6 +238,12 @@ class DataArguments:
 @dataclass
 class RecipeArguments:
     """How a run behaves around the training loop (output folder, resuming, reports)."""
+
+    # Where each effective setting came from (`parse_args`: default, recipe, machine, config, flag); not a
+    # flag. Written to run_args.json and the model card; the reproduce command carries the non-defaults.
+    setting_sources: dict[str, str] = field(default_factory=dict, init=False, repr=False)
+    # The machine the defaults were chosen for (`Hardware.describe()`), recorded with the run.
+    machine: str = field(default="", init=False, repr=False)
 
     overwrite_output: bool = field(
         default=False,
@@ -410,14 +387,46 @@ def load_config_file(path: str | Path, parser: argparse.ArgumentParser) -> dict[
     return values
 
 
+# Where a setting came from, strongest last: the dataclass's own default, the recipe's (tutorial) default,
+# the machine's (recipe/hardware.py), the --config file, the command line; "derived" is set in the run
+# (e.g. per-device batch from --global_train_batch_size).
+SOURCES = ("default", "recipe", "machine", "config", "flag", "derived")
+
+
+def explicit_flags(argv: Sequence[str]) -> set[str]:
+    """The option names given on the command line (`--lr=1` and `--learning-rate` spellings included)."""
+    return {arg[2:].split("=")[0].replace("-", "_") for arg in argv if arg.startswith("--")}
+
+
+def training_settings_error(err: ValueError, keys: set[str]) -> ConfigError:
+    """A TrainingArguments/accelerate refusal as one line that names the flag(s) to change."""
+    message = " ".join(str(err).split())
+    named = sorted(key for key in keys if key in message.replace("--", " ").replace("`", " ").split())
+    flags = ", ".join(f"--{key}" for key in named) or "the training settings it names"
+    return ConfigError(
+        f"invalid combination of settings: {message} Change {flags} (`python run_cola.py env` shows what this "
+        "machine supports and the defaults chosen for it)."
+    )
+
+
 def parse_args(
     argv: Sequence[str] | None = None,
+    hardware: hw.Hardware | None = None,
+    machine_settings: bool = True,
 ) -> tuple[ModelArguments, DataArguments, TrainingArguments, RecipeArguments]:
     """Parse `argv` (default: sys.argv[1:]) into the argument dataclasses.
 
-    Order of precedence: command-line flag > `--config` YAML > fast settings for this machine
-    (`recipe.hardware.fast_training_defaults`) > tutorial defaults > dataclass defaults.
-    An unknown flag makes argparse exit with an error naming it.
+    Order of precedence: command-line flag > `--config` YAML > settings for this machine
+    (`recipe.hardware.machine_defaults`) > the recipe's (tutorial) defaults > dataclass defaults. Where each
+    setting came from is kept in `recipe_args.setting_sources`.
+
+    Args:
+        argv: the command line, without the program name.
+        hardware: the machine to choose defaults for; None detects this one.
+        machine_settings: False leaves the machine out (the recipe's defaults, the same on every machine).
+
+    Raises:
+        ConfigError: an unknown key or flag, a bad value, or settings TrainingArguments refuses.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -426,17 +435,26 @@ def parse_args(
     config_only.add_argument("--use_cpu", type=string_to_bool, nargs="?", const=True, default=None)
     pre, _ = config_only.parse_known_args(argv)
     config_values = load_config_file(pre.config, parser) if pre.config else {}
-    # Fast settings for this machine (recipe/hardware.py) rank under the config file and the flags.
-    use_cpu = pre.use_cpu if pre.use_cpu is not None else string_to_bool(config_values.get("use_cpu", False))
-    hardware = detect_hardware(use_cpu=use_cpu)
-    fast = {**fast_training_defaults(hardware), **fast_data_defaults(hardware)}
-    explicit = set(config_values) | {
-        arg[2:].split("=")[0].replace("-", "_") for arg in argv if arg.startswith("--")
-    }
-    parser.set_defaults(**without_explicit(fast, explicit))
+    flags = explicit_flags(argv)
+    explicit = set(config_values) | flags
+    machine: dict[str, Any] = {}
+    machine_name = ""
+    if machine_settings:
+        if hardware is None:
+            use_cpu = pre.use_cpu if pre.use_cpu is not None else config_values.get("use_cpu", False)
+            hardware = hw.detect_hardware(use_cpu=string_to_bool(use_cpu))
+        machine = hw.without_explicit(hw.machine_defaults(hardware), explicit)
+        machine_name = hardware.describe()
+    parser.set_defaults(**machine)
     parser.set_defaults(**config_values)
-    parser.set_defaults(**best_model_defaults(parser, argv))
-    *outputs, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    best_model = best_model_defaults(parser, argv)
+    parser.set_defaults(**best_model)
+    try:
+        *outputs, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    except ValueError as err:  # TrainingArguments.__post_init__ refusing a combination
+        if isinstance(err, ConfigError):
+            raise
+        raise training_settings_error(err, known_keys(parser)) from err
     unknown = [arg for arg in remaining if arg.startswith("-")] or remaining
     if unknown:
         flag = unknown[0].split("=")[0]
@@ -444,9 +462,18 @@ def parse_args(
         hint = f" Did you mean '--{close[0]}'?" if close else ""
         raise ConfigError(f"unknown argument '{flag}'.{hint} See `python run_cola.py --help`.")
     model_args, data_args, training_args, recipe_args = outputs[:4]
-    if "eval_max_tokens" not in explicit and (
-        data_args.pad_to_max_length or "per_device_eval_batch_size" in explicit
-    ):
-        # The machine's token budget yields to a user's fixed batch size and to static shapes.
-        data_args.eval_max_tokens = 0
+    recipe_defaults = {*TUTORIAL_TRAINING_DEFAULTS, *best_model}
+    for key in sorted(known_keys(parser)):
+        if key in flags:
+            source = "flag"
+        elif key in config_values:
+            source = "config"
+        elif key in machine:
+            source = "machine"
+        elif key in recipe_defaults:
+            source = "recipe"
+        else:
+            source = "default"
+        recipe_args.setting_sources[key] = source
+    recipe_args.machine = machine_name
     return model_args, data_args, training_args, recipe_args

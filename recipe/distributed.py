@@ -74,6 +74,9 @@ def apply_global_batch_size(training_args: TrainingArguments, recipe_args: Recip
     )
     training_args.per_device_train_batch_size = per_device
     training_args.gradient_accumulation_steps = accumulation
+    recipe_args.setting_sources.update(
+        per_device_train_batch_size="derived", gradient_accumulation_steps="derived"
+    )
 
 
 def launch_summary(training_args: TrainingArguments) -> dict[str, int]:

@@ -1,33 +1,28 @@
-"""Detect what this machine does fast, and turn it into Trainer settings and a data collator.
+"""What this machine does fast, turned into stock `TrainingArguments` values and a data collator.
 
-The settings are plain `TrainingArguments` values that `recipe.arguments.parse_args` installs as
-defaults under the `--config` file and the command line, so a user's explicit flag always wins.
+The values are plain `TrainingArguments` settings that `recipe.arguments.parse_args` installs as defaults
+under the `--config` file and the command line (a user's explicit flag always wins), and records with the
+source "machine" so a run's record and its reproduce command carry them explicitly.
 
-- Every device: length-grouped training batches (`train_sampling_strategy="group_by_length"`), so a
-  batch is padded to a length close to its sentences' own, and the fused AdamW kernel.
+- Every device: length-grouped training batches (`train_sampling_strategy="group_by_length"`), so a batch
+  is padded to a length close to its sentences' own, and the fused AdamW kernel.
 - CUDA: bf16 autocast where the card supports it (else fp16), TF32 matmuls on Ampere and newer,
-  dataloader workers with pinned memory, and batches padded to a multiple of 8 (tensor-core tiles).
-- CPU: bf16 only when the processor computes it natively (AVX-512 BF16 or AMX); elsewhere a bf16
-  matrix product is emulated and runs far slower than fp32, so fp32 it is. No dataloader workers: on a
-  few cores a worker process takes cycles from the matmuls, and collating CoLA batches is cheap.
-  Evaluation batches cut at 1024 padded tokens once sorted by length (`eval_max_tokens`,
-  recipe/eval_order.py): 606 sentences/s against 563 with 32 sentences a batch (2-core machine,
-  all-MiniLM-L6-v2, validation + in-domain dev, `python bench/eval_batches.py`, medians of 3 rounds). Where
-  that is off (an explicit --per_device_eval_batch_size, --pad_to_max_length), batches of 32: sorted by
-  length, a small batch is padded to little more than its own sentences, while a large one spans more
-  lengths (`Trainer.predict`, in-domain dev: 500 sentences/s at 32, 490 at 64, 410 at 128).
-- CPU training also keeps freed memory in the process (`keep_freed_memory_in_process`, below).
-Two speed-ups that are not Trainer settings live in their own modules, each with a flag: the last encoder
-layer computed for [CLS] only (recipe/cls_only.py) and AdamW skipping untouched word-embedding rows on CPU
-(recipe/embedding_rows.py).
+  dataloader workers with pinned memory, batches padded to a multiple of 8 (tensor-core tiles), and
+  evaluation batches of 128.
+- CPU: bf16 autocast only where the processor computes bf16 natively (AVX-512 BF16 or AMX); elsewhere a
+  bf16 matrix product is emulated and runs far slower than fp32, so fp32 it is. `use_cpu` is set on a CPU
+  machine: transformers refuses bf16 without it when no GPU is there, and it names the device the run
+  used. No dataloader workers (on a few cores a worker takes cycles from the matmuls; collating CoLA is
+  cheap) and evaluation batches of 32 (sorted by length, a small batch is padded to little more than its
+  own sentences).
+
+`env_report` (`python run_cola.py env`) prints the machine, the library versions and these defaults.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import logging
 import os
+import platform
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,28 +32,39 @@ import torch
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 from transformers.training_args import OptimizerNames
 
-logger = logging.getLogger(__name__)
-
 CPUINFO_PATH = Path("/proc/cpuinfo")
+# Set, it replaces the CPU flags read from /proc/cpuinfo (space-separated): the test suite pins its
+# subprocesses to a plain AVX2 CPU this way, and a user can see another machine's defaults
+# (`COLA_CPU_FLAGS="avx2 avx512_bf16" python run_cola.py env`).
+CPU_FLAGS_ENV = "COLA_CPU_FLAGS"
 # /proc/cpuinfo flags that mean the CPU multiplies bf16 in hardware: AVX-512 BF16 (Cooper Lake, Zen 4 and
 # later) or AMX tiles (Sapphire Rapids and later).
 CPU_NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+# The flags `env` reports: the SIMD levels torch's CPU kernels pick from, and the bf16/fp16 ones.
+CPU_REPORTED_FLAGS = (
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_bf16",
+    "asimd",
+    "sve",
+    "bf16",
+)
 # Padding to a multiple of 8 lets fp16/bf16 matmuls use whole tensor-core tiles on NVIDIA GPUs; on a
 # CPU it would only add padded positions.
 GPU_PAD_TO_MULTIPLE_OF = 8
 # Dataloader workers on a GPU machine: enough to collate ahead of the GPU, few enough to leave cores.
 MAX_GPU_DATALOADER_WORKERS = 4
 # Evaluation batch size: GPUs want large batches to fill the card; on a CPU the padding of a sorted batch
-# grows with its size faster than the larger matmuls gain (module docstring).
+# grows with its size faster than the larger matmuls gain.
 GPU_EVAL_BATCH_SIZE = 128
 CPU_EVAL_BATCH_SIZE = 32
-# Padded tokens per sorted evaluation batch on a CPU (module docstring); GPUs keep batches of 128 sentences
-# (not measured with a token budget: no GPU here).
-CPU_EVAL_MAX_TOKENS = 1024
-# glibc mallopt(3) parameters (malloc.h): M_TRIM_THRESHOLD, M_MMAP_MAX.
-M_TRIM_THRESHOLD = -1
-M_MMAP_MAX = -4
-KEEP_FREED_BYTES = 1 << 30  # free memory at the top of the heap is returned to the OS only above 1 GiB
 FUSED_ADAMW = "adamw_torch_fused"
 MIXED_PRECISION_KEYS = frozenset({"bf16", "fp16"})
 
@@ -71,9 +77,12 @@ class Hardware:
     cpu_count: int
     cpu_flags: frozenset[str] = field(default_factory=frozenset)
     cpu_capability: str = ""  # torch's SIMD level for CPU kernels, e.g. "AVX2", "AVX512"
+    cpu_model: str = ""
     cuda_name: str = ""
     cuda_capability: tuple[int, int] = (0, 0)
     cuda_bf16: bool = False
+    cuda_memory_gib: float = 0.0
+    cuda_count: int = 0
 
     @property
     def cpu_native_bf16(self) -> bool:
@@ -81,36 +90,52 @@ class Hardware:
         return bool(self.cpu_flags & CPU_NATIVE_BF16_FLAGS)
 
     def describe(self) -> str:
-        """One line for logs and benchmark reports."""
+        """One line for logs, run records and benchmark reports."""
         if self.device_type == "cuda":
             major, minor = self.cuda_capability
-            return f"CUDA {self.cuda_name} (sm_{major}{minor}, bf16={'yes' if self.cuda_bf16 else 'no'})"
+            return (
+                f"CUDA {self.cuda_name} x{max(self.cuda_count, 1)} (sm_{major}{minor}, "
+                f"bf16={'yes' if self.cuda_bf16 else 'no'})"
+            )
         native = sorted(self.cpu_flags & CPU_NATIVE_BF16_FLAGS)
         return (
-            f"{self.device_type.upper()}: {self.cpu_count} cores, torch kernels {self.cpu_capability or '?'}, "
-            f"native bf16: {', '.join(native) if native else 'no'}"
+            f"{self.device_type.upper()}: {self.cpu_model or 'unknown model'}, {self.cpu_count} cores, torch "
+            f"kernels {self.cpu_capability or '?'}, native bf16: {', '.join(native) if native else 'no'}"
         )
 
 
-def read_cpu_flags(path: Path = CPUINFO_PATH) -> frozenset[str]:
-    """The feature flags of the first processor in /proc/cpuinfo (empty where there is no such file)."""
+def read_cpuinfo(path: Path = CPUINFO_PATH) -> tuple[frozenset[str], str]:
+    """The feature flags and model name of the first processor in /proc/cpuinfo (empty where absent)."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return frozenset()
+        return frozenset(), platform.processor()
+    flags: frozenset[str] | None = None
+    model = ""
     for line in text.splitlines():
         key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):  # x86 / ARM spelling
-            return frozenset(value.split())
-    return frozenset()
+        key = key.strip()
+        if key in ("flags", "Features") and flags is None:  # x86 / ARM spelling
+            flags = frozenset(value.split())
+        elif key in ("model name", "Model", "cpu model") and not model:
+            model = value.strip()
+    return flags or frozenset(), model or platform.processor()
 
 
 def detect_hardware(use_cpu: bool = False) -> Hardware:
-    """Look at the machine: the accelerator the Trainer will pick (unless `use_cpu`) and the CPU's flags."""
+    """Look at the machine: the accelerator the Trainer will pick (unless `use_cpu`) and the CPU's flags.
+
+    Tests pin this function (tests/conftest.py), so the suite sees the same machine on every host.
+    """
     affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    flags, model = read_cpuinfo()
+    if os.environ.get(CPU_FLAGS_ENV) is not None:
+        flags = frozenset(os.environ[CPU_FLAGS_ENV].split())
+        model = f"{model or 'CPU'} (flags from ${CPU_FLAGS_ENV})"
     common: dict[str, Any] = {
         "cpu_count": len(affinity) if affinity else os.cpu_count() or 1,
-        "cpu_flags": read_cpu_flags(),
+        "cpu_flags": flags,
+        "cpu_model": model,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
     if not use_cpu and torch.cuda.is_available():
@@ -119,6 +144,8 @@ def detect_hardware(use_cpu: bool = False) -> Hardware:
             cuda_name=torch.cuda.get_device_name(0),
             cuda_capability=torch.cuda.get_device_capability(0),
             cuda_bf16=torch.cuda.is_bf16_supported(),
+            cuda_memory_gib=round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1),
+            cuda_count=torch.cuda.device_count(),
             **common,
         )
     if not use_cpu and torch.backends.mps.is_available():
@@ -126,8 +153,8 @@ def detect_hardware(use_cpu: bool = False) -> Hardware:
     return Hardware(device_type="cpu", **common)
 
 
-def fast_training_defaults(hardware: Hardware) -> dict[str, Any]:
-    """`TrainingArguments` values that make training fast on `hardware` (explicit flags override them)."""
+def machine_defaults(hardware: Hardware) -> dict[str, Any]:
+    """Stock `TrainingArguments` values that make training fast on `hardware` (explicit settings win)."""
     defaults: dict[str, Any] = {
         # Batches of similar length: each is padded to little more than its own sentences.
         "train_sampling_strategy": "group_by_length",
@@ -145,7 +172,9 @@ def fast_training_defaults(hardware: Hardware) -> dict[str, Any]:
         defaults["dataloader_num_workers"] = min(MAX_GPU_DATALOADER_WORKERS, max(hardware.cpu_count // 2, 0))
         defaults["dataloader_pin_memory"] = True
     elif hardware.device_type == "cpu":
-        # bf16 autocast only where the CPU computes bf16 natively; emulated bf16 is >100x slower here.
+        # transformers refuses bf16 without a GPU unless use_cpu is set; it also names the device used.
+        defaults["use_cpu"] = True
+        # bf16 autocast only where the CPU computes bf16 natively; emulated bf16 is far slower than fp32.
         defaults["bf16"] = hardware.cpu_native_bf16
         defaults["per_device_eval_batch_size"] = CPU_EVAL_BATCH_SIZE
         defaults["dataloader_num_workers"] = 0
@@ -153,42 +182,13 @@ def fast_training_defaults(hardware: Hardware) -> dict[str, Any]:
     return defaults
 
 
-def fast_data_defaults(hardware: Hardware) -> dict[str, Any]:
-    """`DataArguments` values that make evaluation fast on `hardware` (explicit flags override them)."""
-    if hardware.device_type == "cpu":
-        return {"eval_max_tokens": CPU_EVAL_MAX_TOKENS}
-    return {}
-
-
-def keep_freed_memory_in_process(device_type: str) -> bool:
-    """On a CPU under glibc, keep freed blocks in the heap instead of handing them back to the OS.
-
-    glibc serves every allocation above 32 MiB with its own mmap and unmaps it on free. A BERT's
-    word-embedding gradient is such a block (30522 x 384 floats = 45 MiB for MiniLM, 90 MiB for
-    bert-base), allocated and freed at every step, so each step page-faults it in again: measured on the
-    2-core machine, 8,300 page faults per training step, 4% of the step time (all-MiniLM-L6-v2, batch 32).
-    With mmap off and a high trim threshold, freed blocks are reused: page faults per step fall to ~0.
-    (That measurement predates the sparse embedding gradient of recipe/embedding_rows.py, which avoids the
-    dense block where it applies; it is still there with weight decay on the table, under torch.compile or
-    with --skip_untouched_embedding_rows false.)
-    What it costs: the process keeps up to 1 GiB of freed memory instead of returning it. The numerics
-    are untouched. Nothing to do on GPUs (the tensors live in the CUDA caching allocator) or without glibc.
-
-    Returns:
-        True when the setting was applied.
-    """
-    if device_type != "cpu" or not sys.platform.startswith("linux"):
-        return False
-    libc_name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(libc_name or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl and other C libraries have no mallopt
-        return False
-    applied = bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, KEEP_FREED_BYTES))
-    if applied:
-        logger.info("CPU: freed memory stays in the process (glibc mallopt), no page faults per step.")
-    return applied
+def precision_name(training_args: Any) -> str:
+    """ "bf16", "fp16" or "fp32": the autocast precision a TrainingArguments trains in."""
+    if getattr(training_args, "bf16", False):
+        return "bf16"
+    if getattr(training_args, "fp16", False):
+        return "fp16"
+    return "fp32"
 
 
 def without_explicit(defaults: dict[str, Any], explicit: set[str]) -> dict[str, Any]:
@@ -204,3 +204,51 @@ def build_data_collator(tokenizer: PreTrainedTokenizerBase, device_type: str) ->
     return DataCollatorWithPadding(
         tokenizer, pad_to_multiple_of=GPU_PAD_TO_MULTIPLE_OF if device_type == "cuda" else None
     )
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries a run's result depends on ("not installed" where absent)."""
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    for name in ("torch", "transformers", "datasets", "accelerate", "evaluate", "scikit-learn", "numpy"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def env_report(hardware: Hardware | None = None) -> str:
+    """What a bug report needs: the machine, the library versions and the defaults chosen here."""
+    hardware = hardware or detect_hardware()
+    lines = ["## Machine", f"- platform: {platform.platform()}", f"- device: {hardware.describe()}"]
+    lines.append(f"- CPU: {hardware.cpu_model or 'unknown'} ({hardware.cpu_count} cores usable)")
+    shown = [flag for flag in CPU_REPORTED_FLAGS if flag in hardware.cpu_flags]
+    lines.append(f"- CPU flags that matter: {' '.join(shown) or 'none of ' + ', '.join(CPU_REPORTED_FLAGS)}")
+    lines.append(f"- torch CPU kernels: {hardware.cpu_capability or '?'}")
+    lines.append(f"- CPU computes bf16 natively: {'yes' if hardware.cpu_native_bf16 else 'no'}")
+    if hardware.device_type == "cuda":
+        major, minor = hardware.cuda_capability
+        lines.append(
+            f"- GPU: {hardware.cuda_count} x {hardware.cuda_name}, compute capability {major}.{minor}, "
+            f"{hardware.cuda_memory_gib} GiB, bf16 {'yes' if hardware.cuda_bf16 else 'no'}"
+        )
+        lines.append(f"- CUDA (torch build): {torch.version.cuda}")
+    else:
+        lines.append(
+            f"- GPU: none visible to torch (torch build CUDA: {torch.version.cuda or 'none, CPU build'})"
+        )
+    lines += ["", "## Libraries", *(f"- {name}: {version}" for name, version in library_versions().items())]
+    lines += ["", "## Defaults the recipe chooses on this machine (a config key or flag overrides each)"]
+    lines += [f"- {key}: {value}" for key, value in sorted(machine_defaults(hardware).items())]
+    return "\n".join(lines) + "\n"
+
+
+def env_cli(argv: list[str]) -> int:
+    """`python run_cola.py env`: print `env_report()` (it takes no arguments)."""
+    if argv:
+        print(f"run_cola.py env takes no arguments; got {' '.join(argv)}", file=sys.stderr)
+        return 2
+    print(env_report(), end="")
+    return 0

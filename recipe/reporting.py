@@ -263,11 +263,30 @@ def cli_value(value: Any) -> list[str]:
 
 
 def arguments_as_dicts(*arguments: Any) -> list[dict[str, Any]]:
-    """Each argument dataclass as a dict of its init fields (TrainingArguments with enums as values)."""
-    return [
-        args.to_dict() if isinstance(args, TrainingArguments) else dataclasses.asdict(args)
-        for args in arguments
-    ]
+    """Each argument dataclass as a dict of its flags (init fields; TrainingArguments with enums as values)."""
+    dicts = []
+    for args in arguments:
+        values = args.to_dict() if isinstance(args, TrainingArguments) else dataclasses.asdict(args)
+        flags = {f.name for f in dataclasses.fields(args) if f.init}
+        dicts.append({key: value for key, value in values.items() if key in flags})
+    return dicts
+
+
+def effective_settings(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+    recipe_args: RecipeArguments,
+) -> dict[str, dict[str, Any]]:
+    """Every flag's effective value and where it came from (`recipe_args.setting_sources`): default,
+    recipe, machine, config, flag or derived. Credentials are masked."""
+    sources = recipe_args.setting_sources
+    settings: dict[str, dict[str, Any]] = {}
+    for values in arguments_as_dicts(model_args, data_args, training_args, recipe_args):
+        for key, value in values.items():
+            shown = "<redacted>" if key.endswith("_token") and value else value
+            settings[key] = {"value": shown, "source": sources.get(key, "default")}
+    return settings
 
 
 def reproduce_command(
@@ -276,23 +295,38 @@ def reproduce_command(
     training_args: TrainingArguments,
     recipe_args: RecipeArguments,
 ) -> str:
-    """`python run_cola.py ...` with every value that differs from the recipe's defaults.
+    """`python run_cola.py ...` with every value that differs from the recipe's defaults, and every value
+    chosen for the machine (bf16, use_cpu, batch sizes...) even where it equals a default, so that the
+    command runs the same job on any machine.
 
     Built from the parsed arguments, not from sys.argv, so it is exact however the run was started
-    (a --config file is inlined; tests calling main() get one too).
+    (a --config file is inlined; tests calling main() get one too). The defaults compared against are
+    the recipe's without the machine (`parse_args([], machine_settings=False)`): nothing is re-detected.
     """
     words = ["python", "run_cola.py"]
     actual = arguments_as_dicts(model_args, data_args, training_args, recipe_args)
-    defaults = arguments_as_dicts(*parse_args([]))
+    defaults = arguments_as_dicts(*parse_args([], machine_settings=False))
+    sources = recipe_args.setting_sources
     for values, default_values in zip(actual, defaults, strict=True):
         for key, value in values.items():
-            if value == default_values.get(key) or key.endswith("_token"):
+            machine_chosen = sources.get(key) == "machine"
+            if (value == default_values.get(key) and not machine_chosen) or key.endswith("_token"):
                 continue
             if value is None:
                 logger.info("reproduce command: --%s is None, which has no flag form; left out.", key)
                 continue
             words += [f"--{key}", *cli_value(value)]
     return shlex.join(words)
+
+
+def settings_table(settings: dict[str, dict[str, Any]]) -> str:
+    """The card's table of the settings not left at a library default, with their source."""
+    rows = [
+        [name, str(entry["value"]), entry["source"]]
+        for name, entry in sorted(settings.items())
+        if entry["source"] != "default"
+    ]
+    return markdown_table(["setting", "value", "source"], rows)
 
 
 def split_results(results: dict[str, float], prefix: str) -> dict[str, float]:
@@ -391,6 +425,13 @@ def model_card(
         "",
         markdown_table(["name", "value"], [[name, str(value)] for name, value in hyperparameters.items()]),
         "",
+        f"## Settings and where they came from ({recipe_args.machine or 'machine not recorded'})",
+        "",
+        "Source: recipe (the recipe's tutorial defaults), machine (chosen for the hardware the run saw), "
+        f"config, flag, derived (computed in the run). Every setting is in `{RUN_ARGS_FILE}`.",
+        "",
+        settings_table(effective_settings(model_args, data_args, training_args, recipe_args)),
+        "",
         "## Reproduce",
         "",
         "```bash",
@@ -445,7 +486,14 @@ def write_run_report(
     output_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     model_dict, data_dict, recipe_dict = arguments_as_dicts(model_args, data_args, recipe_args)
-    run_args = {"model_args": model_dict, "data_args": data_dict, "recipe_args": recipe_dict}
+    run_args = {
+        "model_args": model_dict,
+        "data_args": data_dict,
+        "recipe_args": recipe_dict,
+        "machine": recipe_args.machine,
+        # Every effective setting (TrainingArguments too) with its source: default, recipe, machine, ...
+        "settings": effective_settings(model_args, data_args, training_args, recipe_args),
+    }
     (output_dir / RUN_ARGS_FILE).write_text(json.dumps(run_args, indent=2) + "\n", encoding="utf-8")
     written.append(output_dir / RUN_ARGS_FILE)
 

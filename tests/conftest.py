@@ -16,6 +16,12 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The runs tests start in subprocesses see a plain AVX2 CPU too (recipe/hardware.py), like PLAIN_CPU below.
+os.environ["COLA_CPU_FLAGS"] = "sse4_2 avx avx2 fma"
+
+# Imported after the offline switches above: huggingface_hub reads them when first imported.
+from recipe import hardware  # noqa: E402
+from recipe.hardware import Hardware  # noqa: E402
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 # Words for generated sentences. "zork" is the marker: a sentence containing it is unacceptable, a
@@ -92,6 +98,47 @@ def write_cola_release(
             folder / "raw" / "out_of_domain_dev.tsv", cola_rows(n_ood, seed + 2, "clc95"), final_newline=False
         )
     return folder
+
+
+# Simulated machines (recipe/hardware.py's view of the host). The suite sees PLAIN_CPU unless a test asks
+# for another, so what the tests check does not depend on the CPU or GPU of the machine they run on.
+PLAIN_CPU = Hardware(
+    device_type="cpu",
+    cpu_count=2,
+    cpu_flags=frozenset({"sse4_2", "avx", "avx2", "fma"}),
+    cpu_capability="AVX2",
+    cpu_model="simulated AVX2-only CPU",
+)
+BF16_CPU = Hardware(
+    device_type="cpu",
+    cpu_count=2,
+    cpu_flags=frozenset({"sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16"}),
+    cpu_capability="AVX512",
+    cpu_model="simulated AVX-512 BF16 CPU",
+)
+BF16_CARD = Hardware(
+    device_type="cuda",
+    cpu_count=16,
+    cuda_name="simulated A100",
+    cuda_capability=(8, 0),
+    cuda_bf16=True,
+    cuda_count=1,
+)
+FP16_CARD = Hardware(
+    device_type="cuda", cpu_count=8, cuda_name="simulated V100", cuda_capability=(7, 0), cuda_count=1
+)
+
+
+@pytest.fixture(autouse=True)
+def pinned_hardware(monkeypatch):
+    """Every test sees PLAIN_CPU; `pinned_hardware(BF16_CPU)` inside a test switches the simulation."""
+
+    def pin(machine: Hardware) -> Hardware:
+        monkeypatch.setattr(hardware, "detect_hardware", lambda use_cpu=False: machine)
+        return machine
+
+    pin(PLAIN_CPU)
+    return pin
 
 
 @pytest.fixture(scope="session")

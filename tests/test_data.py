@@ -30,7 +30,8 @@ from recipe.data import (
     tokenize_cola,
 )
 
-REAL_COLA = Path("/work/shared/cola_public")
+# The real release, ../shared beside the repository (tests marked slow skip without it).
+REAL_COLA = Path(__file__).resolve().parent.parent.parent / "shared" / "cola_public"
 
 
 def data_args(data_dir: Path | str, tmp_path: Path, **overrides) -> DataArguments:
