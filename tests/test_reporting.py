@@ -123,3 +123,22 @@ def test_reproduce_command_inlines_config_values(tmp_path):
     command = reproduce_command(*args)
     assert "--config" not in command
     assert arguments_as_dicts(*parse_args(shlex.split(command)[2:])) == arguments_as_dicts(*args)
+
+
+def test_the_cards_reproduce_command_gives_the_same_metrics(tiny_bert, cola_dir, tmp_path):
+    """Run, then run the card's command (only --output_dir changed) on the same (simulated) machine."""
+    out = tmp_path / "first"
+    run_cola.main(
+        *parse_args(fast_args(tiny_bert, cola_dir, out, "--max_steps", "6", "--save_strategy", "no"))
+    )
+    command = (out / "README.md").read_text().split("## Reproduce")[1].split("```bash\n")[1].split("\n")[0]
+    words = shlex.split(command)
+    again = tmp_path / "again"
+    words[words.index("--output_dir") + 1] = str(again)
+    assert run_cola.cli(words[2:]) == 0
+    first, second = (json.loads((d / "all_results.json").read_text()) for d in (out, again))
+    for split in ("eval", "in_domain_dev", "out_of_domain_dev"):
+        for metric in ("matthews_correlation", "accuracy", "loss"):
+            # Same process, same seed, same CPU kernels: bit-for-bit, not merely close.
+            assert second[f"{split}_{metric}"] == first[f"{split}_{metric}"], (split, metric)
+    assert second["train_loss"] == first["train_loss"]
