@@ -97,11 +97,13 @@ def test_run_writes_report_keeps_best_mcc_checkpoint_and_logs_to_tensorboard(
     assert all(torch.equal(kept[name], saved_best[name]) for name in kept)
 
     card = (out / "README.md").read_text()
-    for text in ("## Results", "## Hyperparameters", "## Reproduce", str(tiny_bert), "out_of_domain_dev"):
+    for text in ("## Results", "## Hyperparameters", "## Reproduce", tiny_bert.name, "out_of_domain_dev"):
         assert text in card
     assert f"{results['in_domain_dev_matthews_correlation']:.4f}" in card
     command = card.split("```bash\n")[1].split("\n```")[0]
-    words = shlex.split(command)
+    # The card shows absolute paths as path/to/<name> (no machine paths on the Hub): put them back.
+    placeholders = {f"path/to/{path.name}": str(path) for path in (tiny_bert, cola_dir, out)}
+    words = [placeholders.get(word, word) for word in shlex.split(command)]
     assert words[:2] == ["python", "run_cola.py"]
     assert arguments_as_dicts(*parse_args(words[2:])) == arguments_as_dicts(*args)
     assert json.loads((out / "run_args.json").read_text())["data_args"]["max_seq_length"] == 64
