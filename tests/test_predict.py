@@ -13,6 +13,7 @@ import torch
 from conftest import fast_args, write_cola_release
 from test_reporting import assert_real_png
 from transformers import (
+    AutoConfig,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     DataCollatorWithPadding,
@@ -24,8 +25,9 @@ from transformers import (
 import run_cola
 from recipe.arguments import DataArguments, parse_args
 from recipe.data import read_cola_tsv, tokenize_cola
-from recipe.model import CheckpointError
+from recipe.model import COLA_LABELS, CheckpointError
 from recipe.predict import load_cola_pipeline, predict_cli, training_max_seq_length
+from recipe.reporting import RUN_ARGS_FILE
 
 MAX_SEQ_LENGTH = 12  # not the default 64: predict must read the run's own setting
 
@@ -117,8 +119,36 @@ UNICODE_SENTENCES = [
 ]
 
 
-def test_saved_folder_loads_in_the_stock_pipeline_and_agrees_with_the_cli(trained, tmp_path):
+@pytest.fixture(scope="module")
+def varied_model(tiny_bert, trained, tmp_path_factory) -> Path:
+    """A saved CoLA folder whose labels vary from sentence to sentence, so comparing labels means
+    something (a short training run predicts one label for all). Its run_args.json is the trained run's."""
+    folder = tmp_path_factory.mktemp("varied")
+    config = AutoConfig.from_pretrained(tiny_bert)
+    config.initializer_range = 0.2  # the default 0.02 gives every sentence nearly the same probability
+    config.id2label, config.label2id = COLA_LABELS, {name: i for i, name in COLA_LABELS.items()}
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(config).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    sentences = list(read_cola_tsv(trained[1] / "raw" / "in_domain_dev.tsv")["sentence"])
+    with torch.no_grad():
+        logits = model(**tokenizer(sentences, padding=True, return_tensors="pt")).logits
+        # Move the decision boundary to the median (of 70: between two sentences, none on it, no ties):
+        # half of the sentences on each side.
+        model.classifier.bias[1] -= torch.quantile(logits[:, 1] - logits[:, 0], 0.5)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / RUN_ARGS_FILE).write_bytes((trained[0] / RUN_ARGS_FILE).read_bytes())
+    return folder
+
+
+def test_saved_folder_loads_in_the_stock_pipeline_and_agrees_with_the_cli(trained, varied_model, tmp_path):
     out, data = trained
+    # The trained run's folder labels sentences acceptable / unacceptable in the stock pipeline.
+    scores = pipeline("text-classification", model=str(out))(["The cat sat."], top_k=None)[0]
+    assert {score["label"] for score in scores} == {"acceptable", "unacceptable"}
+
+    out = varied_model
     sentences = read_cola_tsv(data / "raw" / "in_domain_dev.tsv")["sentence"][:40] + UNICODE_SENTENCES
     sentence_file = tmp_path / "sentences.txt"
     sentence_file.write_text("\n".join(sentences) + "\n", encoding="utf-8")
@@ -131,10 +161,8 @@ def test_saved_folder_loads_in_the_stock_pipeline_and_agrees_with_the_cli(traine
     expected_label = [max(scores, key=lambda s: s["score"])["label"] for scores in expected]
     expected_prob = [next(s["score"] for s in scores if s["label"] == "acceptable") for scores in expected]
 
-    assert {label for scores in expected for label in (s["label"] for s in scores)} == {
-        "acceptable",
-        "unacceptable",
-    }
+    assert set(expected_label) == {"acceptable", "unacceptable"}  # both labels occur
+    assert min(abs(p - 0.5) for p in expected_prob) > 1e-4  # none so close to a tie that float noise flips it
     assert [row["sentence"] for row in predicted] == sentences  # input order, Unicode unchanged
     assert [row["label"] for row in predicted] == expected_label
     # Batches of up to 64 sorted by length vs one sentence per call: padding changes float32 summation
