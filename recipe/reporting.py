@@ -8,8 +8,10 @@ After training, `write_run_report` writes to `output_dir`:
 - `test_mcc_by_batch.png`: MCC per consecutive batch of 32 on out_of_domain_dev (the tutorial's bar chart);
   without that split the chart is drawn for in_domain_dev as `in_domain_dev_mcc_by_batch.png`;
 - `confusion_matrix.png`: one panel per test split;
-- `README.md`: a model card (base checkpoint, data, hyperparameters, results, the reproducing command);
-- `run_args.json`: the model/data/recipe arguments (predict reads max_seq_length from it).
+- `README.md`: a model card with the Hub's metadata (model-index: MCC and accuracy per split, built with
+  huggingface_hub's ModelCardData) and a body of sections: base checkpoint, data, results, per-epoch table,
+  hyperparameters, the reproducing command, how to use it, software versions and machine;
+- `run_args.json`: the model/data/recipe arguments (predict reads max_seq_length from it) and `versions`.
 
 Figures use matplotlib's Agg backend (no display) and are closed after saving.
 """
@@ -341,7 +343,9 @@ def data_description(data_args: DataArguments) -> str:
             return f"the local dataset folder `{Path(data_args.dataset_name).name}`{config}"
         return f"the Hub dataset `{data_args.dataset_name}`{config}"
     if data_args.download:
-        return f"the CoLA release zip from {data_args.download_url} (sha256-verified)"
+        url = data_args.download_url
+        source = f"`{Path(url).name}` (a local file)" if url.startswith("file://") else url
+        return f"the CoLA release zip {source}, sha256-verified"
     return f"the CoLA data folder `{Path(data_args.data_dir).name}`"
 
 

@@ -19,7 +19,7 @@ from huggingface_hub.utils import filter_repo_objects
 import run_cola
 from recipe.arguments import DataArguments, ModelArguments, RecipeArguments, parse_args
 from recipe.hub import HUB_PUSH_FAILED_EXIT, HubPushError, HubTarget, push_output_folder
-from recipe.reporting import card_data, is_hub_model_id
+from recipe.reporting import card_data, data_description, is_hub_model_id
 from recipe.versions import DIRTY_MARK, RECORDED_PACKAGES, git_commit, run_versions
 
 REPO_ID = "someone/cola-tiny"
@@ -201,3 +201,19 @@ def test_git_commit_marks_uncommitted_changes_and_is_absent_outside_a_checkout(t
     monkeypatch.setenv("PATH", str(tmp_path / "no-git-here"))
     assert git_commit(repo) is None
     assert "git_commit" not in run_versions(use_cpu=True)
+
+
+def test_data_is_named_by_kind_and_folder_name_never_by_machine_path(tmp_path):
+    zip_path = tmp_path / "zips" / "cola_public_1.1.zip"
+    cases = {
+        "the CoLA data folder `cola_public`": DataArguments(data_dir=str(tmp_path / "cola_public")),
+        "the Hub dataset `nyu-mll/glue`, config `cola`": DataArguments(dataset_name="nyu-mll/glue"),
+        "the local dataset folder `glue_copy`, config `cola`": DataArguments(
+            dataset_name=str(tmp_path / "glue_copy")
+        ),
+        "the CoLA release zip `cola_public_1.1.zip` (a local file), sha256-verified": DataArguments(
+            download=True, download_url=zip_path.as_uri()
+        ),
+    }
+    for expected, data_args in cases.items():
+        assert data_description(data_args) == expected
