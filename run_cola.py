@@ -25,6 +25,7 @@ from recipe.checkpoints import resolve_resume_checkpoint
 from recipe.data import DataError, check_splits_for_run, load_cola_splits, tokenize_cola
 from recipe.distributed import apply_global_batch_size, launch_summary
 from recipe.hardware import env_cli
+from recipe.hub import HubPushError, defer_push_to_end, push_output_folder
 from recipe.logs import setup_logging
 from recipe.model import CheckpointError, load_model, load_tokenizer, match_tokenizer_to_model
 from recipe.predict import predict_cli
@@ -52,6 +53,8 @@ def main(
     setup_logging(training_args, (model_args, data_args, training_args, recipe_args))
     apply_global_batch_size(training_args, recipe_args)  # before the Trainer reads the batch size
     logger.info("Training arguments: %s", training_args.to_json_string())
+    # --push_to_hub: the Trainer gets push_to_hub=False (no push at every save); one upload at the end.
+    hub_target = defer_push_to_end(training_args)
     # Seed before the model is built so the new classifier head's initialisation follows the seed too.
     set_seed(training_args.seed)
 
@@ -109,6 +112,11 @@ def main(
         write_run_report(
             trainer, results, model_args, data_args, training_args, recipe_args, split_predictions
         )
+
+    # Everything is written: upload the folder once (recipe/hub.py). A failure raises HubPushError, which
+    # leaves the run complete on disk; cli() prints it and exits with its exit_code (3).
+    if hub_target is not None and trainer.is_world_process_zero():
+        push_output_folder(hub_target, training_args.output_dir)
     return results
 
 
@@ -132,6 +140,9 @@ def cli(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError, CheckpointError) as err:
         print(f"run_cola.py: error: {err}", file=sys.stderr)
         return 2
+    except HubPushError as failed:
+        print(f"run_cola.py: {failed}", file=sys.stderr)
+        return failed.exit_code
     except TrainingInterrupted as stopped:
         print(f"run_cola.py: {stopped}", file=sys.stderr)
         return stopped.exit_code

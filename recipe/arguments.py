@@ -328,6 +328,13 @@ class RecipeArguments:
             "Unset: per_device_train_batch_size is used as given."
         },
     )
+    model_license: str | None = field(
+        default=None,
+        metadata={
+            "help": "The license of the fine-tuned model, written to the model card's metadata (a Hub "
+            "license id such as apache-2.0 or mit; check the base model's license). Unset: no license line."
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:

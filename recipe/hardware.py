@@ -206,19 +206,6 @@ def build_data_collator(tokenizer: PreTrainedTokenizerBase, device_type: str) ->
     )
 
 
-def library_versions() -> dict[str, str]:
-    """Versions of Python and the libraries a run's result depends on ("not installed" where absent)."""
-    from importlib import metadata
-
-    versions = {"python": platform.python_version()}
-    for name in ("torch", "transformers", "datasets", "accelerate", "evaluate", "scikit-learn", "numpy"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
 def env_report(hardware: Hardware | None = None) -> str:
     """What a bug report needs: the machine, the library versions and the defaults chosen here."""
     hardware = hardware or detect_hardware()
@@ -239,7 +226,10 @@ def env_report(hardware: Hardware | None = None) -> str:
         lines.append(
             f"- GPU: none visible to torch (torch build CUDA: {torch.version.cuda or 'none, CPU build'})"
         )
-    lines += ["", "## Libraries", *(f"- {name}: {version}" for name, version in library_versions().items())]
+    from recipe.versions import run_versions  # recipe.versions imports this module
+
+    versions = {k: v for k, v in run_versions(hardware.describe()).items() if k != "machine"}
+    lines += ["", "## Libraries", *(f"- {name}: {version}" for name, version in versions.items())]
     lines += ["", "## Defaults the recipe chooses on this machine (a config key or flag overrides each)"]
     lines += [f"- {key}: {value}" for key, value in sorted(machine_defaults(hardware).items())]
     return "\n".join(lines) + "\n"

@@ -1,9 +1,11 @@
-"""`python run_cola.py predict --model_dir OUT "sentence" ...`: label trained-model predictions.
+"""`python run_cola.py predict --model_dir OUT "sentence" ...`: label sentences with a trained model.
 
-Sentences come from the arguments, from `--file` (one per line) or from standard input. Each gets its
-label and the probability of "acceptable", as a table or as JSON lines (`--format jsonl`). Tokenization
-is the training's own (`recipe.data.tokenize_sentences`, with the run's max_seq_length read from
-run_args.json), and batches are padded by the same collator as in training.
+Built on the stock `pipeline("text-classification", model=OUT)` that the model card shows, so the
+Python snippet and the CLI share one path. Sentences come from the arguments, from `--file` (one per
+line) or from standard input. Each gets its label (acceptable / unacceptable) and the probability of
+"acceptable", as a table or as JSON lines (`--format jsonl`). Truncation is the training's own
+(max_seq_length from the run's run_args.json); sentences go through the pipeline in batches sorted by
+length (less padding) and come back in input order.
 """
 
 from __future__ import annotations
@@ -18,22 +20,17 @@ from pathlib import Path
 from typing import TextIO
 
 import torch
-from transformers import (
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    DataCollatorWithPadding,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
+from transformers import Pipeline, pipeline
 
 from recipe.arguments import DataArguments
-from recipe.data import tokenize_sentences
 from recipe.model import CheckpointError
 from recipe.reporting import RUN_ARGS_FILE
 
 logger = logging.getLogger(__name__)
 
 ACCEPTABLE = "acceptable"
+UNACCEPTABLE = "unacceptable"
+COLA_ACCEPTABLE_INDEX = 1  # CoLA's (and GLUE's) labels: 0 = unacceptable, 1 = acceptable
 
 
 @dataclass
@@ -41,15 +38,16 @@ class Prediction:
     """One sentence's predicted label and probability of being acceptable."""
 
     sentence: str
-    label: str
+    label: str  # ACCEPTABLE or UNACCEPTABLE, whatever the model's own label names
     prob_acceptable: float
 
 
-def load_trained_model(model_dir: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load a fine-tuned CoLA model and its tokenizer from a folder written by a training run.
+def load_cola_pipeline(model_dir: Path, device: str = "cpu") -> Pipeline:
+    """The stock text-classification pipeline on a fine-tuned CoLA folder (model and tokenizer).
 
     Raises:
-        CheckpointError: the folder is missing, has no model config, or does not load as a classifier.
+        CheckpointError: the folder is missing, has no model config, does not load as a two-label
+            classifier with its tokenizer.
     """
     if not model_dir.is_dir():
         raise CheckpointError(
@@ -61,20 +59,60 @@ def load_trained_model(model_dir: Path) -> tuple[PreTrainedModel, PreTrainedToke
             "of a finished training run (or one of its checkpoint-N folders)."
         )
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(model_dir)
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        # Safetensors only, as training loads checkpoints (pickle weights can run code when loaded).
+        classifier = pipeline(
+            "text-classification", model=str(model_dir), device=device, model_kwargs={"use_safetensors": True}
+        )
     except (OSError, ValueError) as err:
         raise CheckpointError(
             f"--model_dir {model_dir} does not load as a sequence classifier with its tokenizer: "
             f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}. Pass the --output_dir of "
             "a finished training run."
         ) from err
-    if model.config.num_labels != 2:
+    if classifier.model.config.num_labels != 2:
         raise CheckpointError(
-            f"--model_dir {model_dir} has {model.config.num_labels} labels; a CoLA model has 2 "
+            f"--model_dir {model_dir} has {classifier.model.config.num_labels} labels; a CoLA model has 2 "
             "(unacceptable, acceptable)."
         )
-    return model.eval(), tokenizer
+    return classifier
+
+
+def acceptable_label(id2label: dict[int, str], requested: str | None, model_dir: Path) -> str:
+    """The model's label name that means "acceptable".
+
+    `requested` (--acceptable_label, a name or an index) wins; else the label named "acceptable" (the
+    recipe's own models); else index 1, CoLA's convention, with a warning that says how to change it.
+
+    Raises:
+        CheckpointError: `requested` is neither a label name nor an index of the model.
+    """
+    names = [str(id2label[index]) for index in sorted(id2label)]
+    if requested is not None:
+        if requested in names:
+            return requested
+        if requested.isdigit() and int(requested) in id2label:
+            return str(id2label[int(requested)])
+        raise CheckpointError(
+            f"--acceptable_label {requested}: {model_dir} has the labels {', '.join(names)} "
+            f"(indices {', '.join(str(i) for i in sorted(id2label))}); pass one of those names or indices."
+        )
+    for name in names:
+        if name.lower() == ACCEPTABLE:
+            return name
+    chosen = str(id2label[COLA_ACCEPTABLE_INDEX])
+    other = next(name for name in names if name != chosen)
+    logger.warning(
+        "%s names its labels %s, none of them 'acceptable' (not saved by this recipe?): treating %s "
+        "(index %d, CoLA's convention 1 = acceptable) as acceptable. If %s means acceptable, pass "
+        "--acceptable_label %s.",
+        model_dir,
+        ", ".join(names),
+        chosen,
+        COLA_ACCEPTABLE_INDEX,
+        other,
+        other,
+    )
+    return chosen
 
 
 def training_data_args(model_dir: Path) -> DataArguments | None:
@@ -88,16 +126,14 @@ def training_data_args(model_dir: Path) -> DataArguments | None:
     return None
 
 
-def tokenization_settings(
-    model_dir: Path, tokenizer: PreTrainedTokenizerBase, max_seq_length: int | None
-) -> tuple[int, bool]:
-    """max_seq_length and pad_to_max_length as in training: the flag, else the run's, else the tokenizer's."""
-    saved = training_data_args(model_dir)
+def training_max_seq_length(model_dir: Path, classifier: Pipeline, max_seq_length: int | None) -> int:
+    """The truncation length: the flag, else the training run's, else the tokenizer's own limit."""
     if max_seq_length is not None:
-        return max_seq_length, bool(saved and saved.pad_to_max_length)
+        return max_seq_length
+    saved = training_data_args(model_dir)
     if saved is not None:
-        return saved.max_seq_length, saved.pad_to_max_length
-    limit = tokenizer.model_max_length
+        return saved.max_seq_length
+    limit = classifier.tokenizer.model_max_length
     fallback = limit if isinstance(limit, int) and 0 < limit <= 100_000 else DataArguments().max_seq_length
     logger.warning(
         "%s has no %s (not written by a training run of this recipe): truncating at %d tokens.",
@@ -105,46 +141,56 @@ def tokenization_settings(
         RUN_ARGS_FILE,
         fallback,
     )
-    return fallback, False
-
-
-def acceptable_index(model: PreTrainedModel) -> int:
-    """The logit index of "acceptable" (from the model's label names; 1 as in CoLA otherwise)."""
-    for index, name in model.config.id2label.items():
-        if str(name).lower() == ACCEPTABLE:
-            return int(index)
-    return 1
+    return fallback
 
 
 def predict_sentences(
     sentences: Sequence[str],
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
+    classifier: Pipeline,
     max_seq_length: int,
-    pad_to_max_length: bool = False,
+    acceptable: str,
     batch_size: int = 64,
 ) -> list[Prediction]:
-    """Predict every sentence, `batch_size` at a time, tokenized exactly as in training."""
-    device = next(model.parameters()).device
-    collator = DataCollatorWithPadding(tokenizer)
-    index = acceptable_index(model)
-    predictions: list[Prediction] = []
-    for start in range(0, len(sentences), batch_size):
-        chunk = list(sentences[start : start + batch_size])
-        encoded = tokenize_sentences({"sentence": chunk}, tokenizer, max_seq_length, pad_to_max_length)
-        features = [{key: encoded[key][i] for key in encoded} for i in range(len(chunk))]
-        batch = {key: value.to(device) for key, value in collator(features).items()}
-        with torch.no_grad():
-            probabilities = torch.softmax(model(**batch).logits.float(), dim=-1).cpu()
-        for sentence, row in zip(chunk, probabilities, strict=True):
-            label_id = int(row.argmax())
-            predictions.append(Prediction(sentence, str(model.config.id2label[label_id]), float(row[index])))
-    return predictions
+    """Label every sentence through `classifier`, truncated as in training; results in input order.
+
+    The pipeline batches in the order it is given, so the sentences go in sorted by token count (each
+    batch pads to its longest, fewer pad tokens) and the results are put back in input order.
+    """
+    lengths = [len(ids) for ids in classifier.tokenizer(list(sentences))["input_ids"]]
+    order = sorted(range(len(sentences)), key=lambda i: lengths[i])
+    outputs = classifier(
+        [sentences[i] for i in order],
+        batch_size=batch_size,
+        truncation=True,
+        max_length=max_seq_length,
+        top_k=None,  # every label's score, not only the top one
+        function_to_apply="softmax",
+    )
+    predictions: list[Prediction | None] = [None] * len(sentences)
+    for position, scores in zip(order, outputs, strict=True):
+        by_label = {score["label"]: score["score"] for score in scores}
+        prob_acceptable = float(by_label[acceptable])
+        best = max(scores, key=lambda score: score["score"])["label"]
+        label = ACCEPTABLE if best == acceptable else UNACCEPTABLE
+        predictions[position] = Prediction(sentences[position], label, prob_acceptable)
+    return [prediction for prediction in predictions if prediction is not None]
 
 
-def read_lines(handle: TextIO, source: str) -> list[str]:
-    """Non-empty lines of a text; blank lines are skipped and counted in the log (not silently)."""
-    lines = [line.rstrip("\r\n") for line in handle]
+def read_lines(data: bytes, source: str) -> list[str]:
+    """Non-empty lines of UTF-8 text (a BOM is dropped); blank lines are skipped and counted in the log.
+
+    Raises:
+        ValueError: the text is not UTF-8 (names the line).
+    """
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise ValueError(f"{source}, line {line}: not UTF-8 text ({err.reason}). Save it as UTF-8.") from err
+    # splitlines() would also split at Unicode separators (U+2028, form feeds) inside a sentence.
+    lines = [line.rstrip("\r") for line in text.split("\n")]
+    if lines and lines[-1] == "":
+        lines.pop()  # the final newline ends the last line; it does not start a blank one
     blank = [number for number, line in enumerate(lines, start=1) if not line.strip()]
     if blank:
         logger.warning("%s: skipped %d blank line(s): %s", source, len(blank), blank[:10])
@@ -155,27 +201,33 @@ def gather_sentences(sentences: Sequence[str], file: str | None, stdin: TextIO) 
     """Sentences from the arguments, else from `file` ('-' is stdin), else from stdin when piped.
 
     Raises:
-        ValueError: no sentence was given, both sources were given, or the file is missing.
+        ValueError: no sentence was given (names the source that held none), an argument is blank, both
+            sources were given, or the file is missing or not UTF-8.
     """
     if sentences and file:
         raise ValueError("give sentences as arguments or with --file, not both.")
     if sentences:
+        blank = [number for number, sentence in enumerate(sentences, start=1) if not sentence.strip()]
+        if blank:
+            raise ValueError(f"sentence argument {blank[0]} is empty; pass non-empty sentences.")
         return list(sentences)
     if file and file != "-":
         path = Path(file)
         if not path.is_file():
             raise ValueError(f"--file {file}: no such file. Pass a text file with one sentence per line.")
-        with path.open(encoding="utf-8") as handle:
-            found = read_lines(handle, str(path))
+        source = f"--file {file}"
+        found = read_lines(path.read_bytes(), source)
     elif file == "-" or not stdin.isatty():
-        found = read_lines(stdin, "standard input")
+        source = "standard input"
+        raw = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read().encode("utf-8")
+        found = read_lines(raw, source)
     else:
-        found = []
-    if not found:
         raise ValueError(
             'no sentences: pass them as arguments ("The cat sat."), with --file sentences.txt, '
             "or on standard input (one per line)."
         )
+    if not found:
+        raise ValueError(f"{source} holds no sentences (it is empty or blank); give one sentence per line.")
     return found
 
 
@@ -187,9 +239,12 @@ def format_table(predictions: Iterable[Prediction]) -> str:
 
 
 def format_jsonl(predictions: Iterable[Prediction]) -> str:
-    """One JSON object per line: sentence, label, prob_acceptable."""
+    """One JSON object per line: sentence (its characters as given, not \\u escapes), label, prob_acceptable."""
     return "\n".join(
-        json.dumps({"sentence": p.sentence, "label": p.label, "prob_acceptable": round(p.prob_acceptable, 6)})
+        json.dumps(
+            {"sentence": p.sentence, "label": p.label, "prob_acceptable": round(p.prob_acceptable, 6)},
+            ensure_ascii=False,
+        )
         for p in predictions
     )
 
@@ -198,15 +253,22 @@ def build_predict_parser() -> argparse.ArgumentParser:
     """Flags of `run_cola.py predict`."""
     parser = argparse.ArgumentParser(
         prog="run_cola.py predict",
-        description="Label sentences as acceptable/unacceptable with a model trained by run_cola.py.",
+        description="Label sentences as acceptable/unacceptable with a model trained by run_cola.py "
+        '(the same as transformers.pipeline("text-classification", model=MODEL_DIR)).',
     )
     parser.add_argument("sentences", nargs="*", help="Sentences to label (else --file or standard input).")
     parser.add_argument("--model_dir", required=True, help="The --output_dir of a training run.")
-    parser.add_argument("--file", default=None, help="A text file with one sentence per line ('-': stdin).")
+    parser.add_argument("--file", default=None, help="A UTF-8 text file, one sentence per line ('-': stdin).")
     parser.add_argument("--format", choices=("table", "jsonl"), default="table", help="Output format.")
     parser.add_argument("--batch_size", type=int, default=64, help="Sentences per forward pass.")
     parser.add_argument(
         "--max_seq_length", type=int, default=None, help="Override the training run's truncation length."
+    )
+    parser.add_argument(
+        "--acceptable_label",
+        default=None,
+        help="The model's label (name or index) that means acceptable. Default: the label named "
+        "'acceptable', else index 1 (CoLA's convention), for models saved by other tools (LABEL_0/LABEL_1).",
     )
     parser.add_argument("--use_cpu", action="store_true", help="Stay on the CPU even when a GPU is present.")
     return parser
@@ -216,7 +278,8 @@ def predict_cli(argv: list[str], stdin: TextIO | None = None, stdout: TextIO | N
     """Entry point of `python run_cola.py predict`; returns the exit status.
 
     Raises:
-        CheckpointError: --model_dir is not a trained model (cli() prints it as one clean error).
+        CheckpointError: --model_dir is not a trained model, or --acceptable_label is not one of its
+            labels (cli() prints it as one clean error).
     """
     parser = build_predict_parser()
     options = parser.parse_args(argv)
@@ -224,18 +287,18 @@ def predict_cli(argv: list[str], stdin: TextIO | None = None, stdout: TextIO | N
     stdout = stdout or sys.stdout
     if options.batch_size < 1:
         parser.error(f"--batch_size must be at least 1; got {options.batch_size}.")
-    model_dir = Path(options.model_dir)
-    model, tokenizer = load_trained_model(model_dir)
+    if options.max_seq_length is not None and options.max_seq_length < 3:
+        parser.error(f"--max_seq_length must be at least 3 ([CLS] word [SEP]); got {options.max_seq_length}.")
     try:
         sentences = gather_sentences(options.sentences, options.file, stdin)
     except ValueError as err:
         parser.error(str(err))
-    if torch.cuda.is_available() and not options.use_cpu:
-        model = model.to("cuda")
-    max_seq_length, pad_to_max_length = tokenization_settings(model_dir, tokenizer, options.max_seq_length)
-    predictions = predict_sentences(
-        sentences, model, tokenizer, max_seq_length, pad_to_max_length, options.batch_size
-    )
+    model_dir = Path(options.model_dir)
+    device = "cuda" if torch.cuda.is_available() and not options.use_cpu else "cpu"
+    classifier = load_cola_pipeline(model_dir, device)
+    acceptable = acceptable_label(classifier.model.config.id2label, options.acceptable_label, model_dir)
+    max_seq_length = training_max_seq_length(model_dir, classifier, options.max_seq_length)
+    predictions = predict_sentences(sentences, classifier, max_seq_length, acceptable, options.batch_size)
     formatted = format_jsonl(predictions) if options.format == "jsonl" else format_table(predictions)
     print(formatted, file=stdout)
     return 0

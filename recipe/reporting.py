@@ -8,8 +8,10 @@ After training, `write_run_report` writes to `output_dir`:
 - `test_mcc_by_batch.png`: MCC per consecutive batch of 32 on out_of_domain_dev (the tutorial's bar chart);
   without that split the chart is drawn for in_domain_dev as `in_domain_dev_mcc_by_batch.png`;
 - `confusion_matrix.png`: one panel per test split;
-- `README.md`: a model card (base checkpoint, data, hyperparameters, results, the reproducing command);
-- `run_args.json`: the model/data/recipe arguments (predict reads max_seq_length from it).
+- `README.md`: a model card with the Hub's metadata (model-index: MCC and accuracy per split, built with
+  huggingface_hub's ModelCardData) and a body of sections: base checkpoint, data, results, per-epoch table,
+  hyperparameters, the reproducing command, how to use it, software versions and machine;
+- `run_args.json`: the model/data/recipe arguments (predict reads max_seq_length from it) and `versions`.
 
 Figures use matplotlib's Agg backend (no display) and are closed after saving.
 """
@@ -33,12 +35,17 @@ matplotlib.use("Agg")  # files only; never a window, also on machines without a 
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from huggingface_hub import EvalResult, ModelCard, ModelCardData  # noqa: E402
+from huggingface_hub.errors import HFValidationError  # noqa: E402
+from huggingface_hub.utils import validate_repo_id  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments  # noqa: E402
 from transformers.trainer_utils import PredictionOutput  # noqa: E402
 
 from recipe.arguments import DataArguments, ModelArguments, RecipeArguments, parse_args  # noqa: E402
 from recipe.metrics import compute_mcc  # noqa: E402
+from recipe.model import PACKAGE_SCHEME  # noqa: E402
+from recipe.versions import run_versions  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +63,7 @@ EPOCH_RUNTIME_KEY = "epoch_runtime"
 MCC_BATCH_SIZE = 32  # the tutorial's per-batch chart uses its test batch size
 RUN_ARGS_FILE = "run_args.json"
 SPLIT_TITLES = {"eval": "validation"}
+COLA_HUB_DATASET = "nyu-mll/glue"  # CoLA on the Hub: this dataset, config `cola`
 
 
 class EpochTimerCallback(TrainerCallback):
@@ -335,7 +343,106 @@ def split_results(results: dict[str, float], prefix: str) -> dict[str, float]:
     return {key: results[f"{prefix}_{key}"] for key in keys if f"{prefix}_{key}" in results}
 
 
-def model_card(
+def is_hub_model_id(name: str) -> bool:
+    """Whether `name` is a Hub model id: not a local path, not a `package:` checkpoint, and a valid id."""
+    if name.startswith(PACKAGE_SCHEME) or Path(name).exists() or Path(name).is_absolute():
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def shareable_path(path: str) -> str:
+    """A path as a card may show it: relative paths as given, an absolute one as `path/to/<its name>`."""
+    return f"path/to/{Path(path).name}" if Path(path).is_absolute() else path
+
+
+def base_model_description(name: str) -> str:
+    """The checkpoint fine-tuned, named without this machine's paths."""
+    if name.startswith(PACKAGE_SCHEME):
+        package = name[len(PACKAGE_SCHEME) :].partition("/")[0]
+        return f"`{name}` (the checkpoint shipped in the Python package `{package}`)"
+    if is_hub_model_id(name):
+        return f"[`{name}`](https://huggingface.co/{name})"
+    return f"a local checkpoint folder `{Path(name).name}`"
+
+
+def data_description(data_args: DataArguments) -> str:
+    """Where the training data came from, by kind and folder name (no machine path)."""
+    if data_args.dataset_name:
+        config = f", config `{data_args.dataset_config_name}`" if data_args.dataset_config_name else ""
+        if Path(data_args.dataset_name).exists() or Path(data_args.dataset_name).is_absolute():
+            return f"the local dataset folder `{Path(data_args.dataset_name).name}`{config}"
+        return f"the Hub dataset `{data_args.dataset_name}`{config}"
+    if data_args.download:
+        url = data_args.download_url
+        source = f"`{Path(url).name}` (a local file)" if url.startswith("file://") else url
+        return f"the CoLA release zip {source}, sha256-verified"
+    return f"the CoLA data folder `{Path(data_args.data_dir).name}`"
+
+
+def split_description(prefix: str, data_args: DataArguments) -> str:
+    """What the examples of an evaluated split are (the model-index dataset name)."""
+    if prefix != "eval":
+        return f"CoLA {prefix}"
+    if data_args.validation_strategy == "dev":
+        return "CoLA in_domain_dev (the validation set)"
+    return "CoLA validation (held out from in_domain_train)"
+
+
+def card_eval_results(
+    results: dict[str, float], prefixes: Sequence[str], data_args: DataArguments
+) -> list[EvalResult]:
+    """MCC and accuracy of each evaluated split, as the Hub's model-index reads them."""
+    metric_names = {"matthews_correlation": "Matthews correlation (MCC)", "accuracy": "Accuracy"}
+    eval_results = []
+    for prefix in prefixes:
+        for metric, value in split_results(results, prefix).items():
+            if metric not in metric_names:
+                continue
+            eval_results.append(
+                EvalResult(
+                    task_type="text-classification",
+                    task_name="Grammatical acceptability",
+                    dataset_type=COLA_HUB_DATASET,
+                    dataset_name=split_description(prefix, data_args),
+                    dataset_config="cola",
+                    dataset_split=SPLIT_TITLES.get(prefix, prefix),
+                    metric_type=metric,
+                    metric_name=metric_names[metric],
+                    metric_value=float(value),  # a plain float: numpy scalars do not serialise to YAML
+                )
+            )
+    return eval_results
+
+
+def card_data(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+    recipe_args: RecipeArguments,
+    results: dict[str, float],
+    prefixes: Sequence[str],
+) -> ModelCardData:
+    """The card's metadata (YAML front matter) as the Hub reads it."""
+    base = model_args.model_name_or_path
+    return ModelCardData(
+        language="en",
+        library_name="transformers",
+        pipeline_tag="text-classification",
+        license=recipe_args.model_license,  # None: no license line (only the user can choose one)
+        base_model=base if is_hub_model_id(base) else None,  # a folder or package: named in the body
+        datasets=[COLA_HUB_DATASET],
+        metrics=["matthews_correlation"],
+        tags=["cola", "grammatical-acceptability", "text-classification"],
+        model_name=training_args.hub_model_id or Path(training_args.output_dir).absolute().name,
+        eval_results=card_eval_results(results, prefixes, data_args) or None,
+    )
+
+
+def card_sections(
     model_args: ModelArguments,
     data_args: DataArguments,
     training_args: TrainingArguments,
@@ -344,14 +451,8 @@ def model_card(
     prefixes: Sequence[str],
     rows: Sequence[dict[str, Any]],
     state: TrainerState,
-) -> str:
-    """The output folder's README.md: what was trained on what, how, how well, and how to do it again."""
-    base = model_args.model_name_or_path
-    front_matter = ["---", "library_name: transformers", "pipeline_tag: text-classification"]
-    if not Path(base).exists():  # a Hub id; a local folder is no useful base_model reference
-        front_matter.append(f"base_model: {base}")
-    front_matter += ["tags: [cola, grammatical-acceptability, text-classification]", "---"]
-
+) -> list[str]:
+    """The card's body, one Markdown section per item (a report adds its own section by appending)."""
     result_rows = []
     for prefix in prefixes:
         metrics = split_results(results, prefix)
@@ -391,62 +492,82 @@ def model_card(
         if training_args.load_best_model_at_end and state.best_model_checkpoint
         else "the model at the end of training"
     )
-    lines = [
-        *front_matter,
-        "",
-        f"# CoLA acceptability classifier fine-tuned from `{base}`",
-        "",
-        "Labels: 0 = unacceptable, 1 = acceptable. Metric: Matthews correlation (MCC).",
-        "",
-        "## Data",
-        "",
-        f"CoLA release folder `{data_args.data_dir}`: training on in_domain_train"
+    command = reproduce_command(model_args, data_args, training_args, recipe_args)
+    # The card travels (the Hub): this machine's absolute paths become `path/to/<name>` placeholders.
+    command = shlex.join(shareable_path(word) for word in shlex.split(command))
+    model_ref = training_args.hub_model_id or f"path/to/{Path(training_args.output_dir).absolute().name}"
+    local_ref = f"path/to/{Path(training_args.output_dir).absolute().name}"
+    training = (
+        "Training on in_domain_train"
         + (
             f" less a seeded {data_args.validation_split:.0%} validation split"
-            if data_args.validation_split
+            if data_args.validation_split and data_args.validation_strategy == "split"
             else ""
         )
         + (f" (first {data_args.max_train_samples} examples)" if data_args.max_train_samples else "")
-        + "; in_domain_dev and out_of_domain_dev (when present) are test sets, never trained or selected on.",
-        "",
-        "## Results",
-        "",
-        markdown_table(["split", "examples", "MCC", "accuracy", "loss"], result_rows),
-        "",
-        f"This folder holds {kept}.",
-        "",
-        "## Training, per epoch",
-        "",
-        markdown_table(EPOCH_COLUMNS, [[row[key] for key in EPOCH_COLUMNS] for row in rows])
-        if rows
-        else "(no training in this run)",
-        "",
-        "## Hyperparameters",
-        "",
-        markdown_table(["name", "value"], [[name, str(value)] for name, value in hyperparameters.items()]),
-        "",
-        f"## Settings and where they came from ({recipe_args.machine or 'machine not recorded'})",
-        "",
+        + (
+            "; in_domain_dev is the validation set (checkpoint selection), out_of_domain_dev (when present) "
+            "a test set, never trained or selected on."
+            if data_args.validation_strategy == "dev"
+            else "; in_domain_dev and out_of_domain_dev (when present) are test sets, never trained or "
+            "selected on."
+        )
+    )
+    versions = run_versions(recipe_args.machine)
+    return [
+        f"# CoLA acceptability classifier fine-tuned from {base_model_description(model_args.model_name_or_path)}"
+        "\n\nLabels: 0 = unacceptable, 1 = acceptable. Metric: Matthews correlation (MCC).",
+        f"## Data\n\nFrom {data_description(data_args)}. {training}",
+        "## Results\n\n"
+        + markdown_table(["split", "examples", "MCC", "accuracy", "loss"], result_rows)
+        + f"\n\nThis folder holds {kept}.",
+        "## Training, per epoch\n\n"
+        + (
+            markdown_table(EPOCH_COLUMNS, [[row[key] for key in EPOCH_COLUMNS] for row in rows])
+            if rows
+            else "(no training in this run)"
+        ),
+        "## Hyperparameters\n\n"
+        + markdown_table(["name", "value"], [[name, str(value)] for name, value in hyperparameters.items()]),
+        f"## Settings and where they came from ({recipe_args.machine or 'machine not recorded'})\n\n"
         "Source: recipe (the recipe's tutorial defaults), machine (chosen for the hardware the run saw), "
-        f"config, flag, derived (computed in the run). Every setting is in `{RUN_ARGS_FILE}`.",
-        "",
-        settings_table(effective_settings(model_args, data_args, training_args, recipe_args)),
-        "",
-        "## Reproduce",
-        "",
-        "```bash",
-        reproduce_command(model_args, data_args, training_args, recipe_args),
+        f"config, flag, derived (computed in the run). Every setting is in `{RUN_ARGS_FILE}`.\n\n"
+        + settings_table(effective_settings(model_args, data_args, training_args, recipe_args)),
+        f"## Reproduce\n\n```bash\n{command}\n```",
+        "## Use\n\n"
+        "```python\n"
+        "from transformers import pipeline\n\n"
+        f'classifier = pipeline("text-classification", model="{model_ref}")\n'
+        'classifier(["The cat sat on the mat.", "The cat sat on of the mat."], '
+        f"truncation=True, max_length={data_args.max_seq_length})\n"
+        "```\n\n"
+        "or, on the saved folder, the same pipeline from the command line:\n\n"
+        "```bash\n"
+        f"python run_cola.py predict --model_dir {local_ref} "
+        '"The cat sat on the mat." "The cat sat on of the mat."\n'
         "```",
-        "",
-        "## Use",
-        "",
-        "```bash",
-        f"python run_cola.py predict --model_dir {shlex.quote(training_args.output_dir)} "
-        '"The cat sat on the mat." "The cat sat on of the mat."',
-        "```",
-        "",
+        "## Software and machine\n\n"
+        + markdown_table(["name", "version"], [[name, value] for name, value in versions.items()]),
     ]
-    return "\n".join(lines)
+
+
+def model_card(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+    recipe_args: RecipeArguments,
+    results: dict[str, float],
+    prefixes: Sequence[str],
+    rows: Sequence[dict[str, Any]],
+    state: TrainerState,
+) -> ModelCard:
+    """The output folder's README.md: Hub metadata (model-index) and what was trained on what, how, how
+    well, and how to do it again and use it."""
+    data = card_data(model_args, data_args, training_args, recipe_args, results, prefixes)
+    sections = card_sections(
+        model_args, data_args, training_args, recipe_args, results, prefixes, rows, state
+    )
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n")
 
 
 def summary_line(
@@ -493,7 +614,10 @@ def write_run_report(
         "machine": recipe_args.machine,
         # Every effective setting (TrainingArguments too) with its source: default, recipe, machine, ...
         "settings": effective_settings(model_args, data_args, training_args, recipe_args),
+        # The exact command, this machine's paths included (the card shows them as path/to/<name>).
+        "reproduce_command": reproduce_command(model_args, data_args, training_args, recipe_args),
     }
+    run_args["versions"] = run_versions(recipe_args.machine)  # recipe/versions.py
     (output_dir / RUN_ARGS_FILE).write_text(json.dumps(run_args, indent=2) + "\n", encoding="utf-8")
     written.append(output_dir / RUN_ARGS_FILE)
 
@@ -528,7 +652,7 @@ def write_run_report(
     card = model_card(
         model_args, data_args, training_args, recipe_args, results, prefixes, rows, trainer.state
     )
-    (output_dir / "README.md").write_text(card, encoding="utf-8")
+    card.save(output_dir / "README.md")
     written.append(output_dir / "README.md")
 
     # Printed, not logged: the default log level (warning) would hide what every run should show.

@@ -389,6 +389,11 @@ def run_search(
         raise ConfigError("search selects on the validation split: --validation_split must be above 0.")
     if training_args.world_size > 1:
         raise ConfigError("search runs in one process: start it with python, not accelerate launch/torchrun.")
+    if training_args.push_to_hub:
+        raise ConfigError(
+            "search picks settings, not a model to share: drop --push_to_hub here, and pass it to the run of "
+            "the best trial's config (python run_cola.py --config OUTPUT_DIR/search/best.yaml --push_to_hub)."
+        )
 
     out = Path(training_args.output_dir) / SEARCH_FOLDER
     if recipe_args.overwrite_output and out.exists():

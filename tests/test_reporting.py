@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shlex
 from pathlib import Path
 
@@ -97,11 +98,13 @@ def test_run_writes_report_keeps_best_mcc_checkpoint_and_logs_to_tensorboard(
     assert all(torch.equal(kept[name], saved_best[name]) for name in kept)
 
     card = (out / "README.md").read_text()
-    for text in ("## Results", "## Hyperparameters", "## Reproduce", str(tiny_bert), "out_of_domain_dev"):
+    for text in ("## Results", "## Hyperparameters", "## Reproduce", tiny_bert.name, "out_of_domain_dev"):
         assert text in card
     assert f"{results['in_domain_dev_matthews_correlation']:.4f}" in card
     command = card.split("```bash\n")[1].split("\n```")[0]
-    words = shlex.split(command)
+    # The card shows absolute paths as path/to/<name> (no machine paths on the Hub): put them back.
+    placeholders = {f"path/to/{path.name}": str(path) for path in (tiny_bert, cola_dir, out)}
+    words = [placeholders.get(word, word) for word in shlex.split(command)]
     assert words[:2] == ["python", "run_cola.py"]
     assert arguments_as_dicts(*parse_args(words[2:])) == arguments_as_dicts(*args)
     assert json.loads((out / "run_args.json").read_text())["data_args"]["max_seq_length"] == 64
@@ -125,18 +128,19 @@ def test_reproduce_command_inlines_config_values(tmp_path):
     assert arguments_as_dicts(*parse_args(shlex.split(command)[2:])) == arguments_as_dicts(*args)
 
 
-def test_the_cards_reproduce_command_gives_the_same_metrics(tiny_bert, cola_dir, tmp_path):
-    """Run, then run the card's command (only --output_dir changed) on the same (simulated) machine."""
-    out = tmp_path / "first"
-    run_cola.main(
-        *parse_args(fast_args(tiny_bert, cola_dir, out, "--max_steps", "6", "--save_strategy", "no"))
-    )
-    command = (out / "README.md").read_text().split("## Reproduce")[1].split("```bash\n")[1].split("\n")[0]
-    words = shlex.split(command)
-    again = tmp_path / "again"
-    words[words.index("--output_dir") + 1] = str(again)
+def test_the_cards_reproduce_command_gives_the_same_metrics(tiny_bert, cola_dir, tmp_path, monkeypatch):
+    """Run, then run the card's command (only --output_dir changed) on the same (simulated) machine.
+
+    Relative paths, as a user types them: the card shows absolute ones as path/to/<name> (it travels)."""
+    monkeypatch.chdir(tmp_path)
+    model, data = os.path.relpath(tiny_bert), os.path.relpath(cola_dir)
+    run_cola.main(*parse_args(fast_args(model, data, "first", "--max_steps", "6", "--save_strategy", "no")))
+    card = (tmp_path / "first" / "README.md").read_text()
+    words = shlex.split(card.split("## Reproduce")[1].split("```bash\n")[1].split("\n")[0])
+    assert "path/to/" not in " ".join(words)
+    words[words.index("--output_dir") + 1] = "again"
     assert run_cola.cli(words[2:]) == 0
-    first, second = (json.loads((d / "all_results.json").read_text()) for d in (out, again))
+    first, second = (json.loads((tmp_path / d / "all_results.json").read_text()) for d in ("first", "again"))
     for split in ("eval", "in_domain_dev", "out_of_domain_dev"):
         for metric in ("matthews_correlation", "accuracy", "loss"):
             # Same process, same seed, same CPU kernels: bit-for-bit, not merely close.

@@ -79,7 +79,9 @@ def test_search_writes_trials_a_best_config_that_reproduces_its_trial_and_resume
     assert values["validation_split_seed"] == 42 and values["seed"] == int(best_row["seed"]) in (7, 8)
     # The machine's choices are written out, so best.yaml runs the same job on another machine.
     assert values["bf16"] is False and values["optim"] == "adamw_torch_fused"
-    assert values["train_sampling_strategy"] == "group_by_length" and values["per_device_eval_batch_size"] == 32
+    assert (
+        values["train_sampling_strategy"] == "group_by_length" and values["per_device_eval_batch_size"] == 32
+    )
     model_args, data_args, training_args, _ = parse_args(
         ["--config", str(best_yaml), "--save_strategy", "no"]
     )
