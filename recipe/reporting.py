@@ -330,7 +330,7 @@ def reproduce_command(
 def settings_table(settings: dict[str, dict[str, Any]]) -> str:
     """The card's table of the settings not left at a library default, with their source."""
     rows = [
-        [name, str(entry["value"]), entry["source"]]
+        [name, shareable_value(entry["value"]), entry["source"]]
         for name, entry in sorted(settings.items())
         if entry["source"] != "default"
     ]
@@ -352,6 +352,14 @@ def is_hub_model_id(name: str) -> bool:
     except HFValidationError:
         return False
     return True
+
+
+def shareable_value(value: Any) -> str:
+    """A setting's value as the card shows it: absolute paths (and file:// URLs) as `path/to/<name>`."""
+    text = str(value)
+    if text.startswith("file://"):
+        return "file://" + shareable_path(text[len("file://") :])
+    return shareable_path(text) if isinstance(value, str) and text.startswith("/") else text
 
 
 def shareable_path(path: str) -> str:
