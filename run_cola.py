@@ -32,6 +32,7 @@ from recipe.model import CheckpointError, load_model, load_tokenizer, match_toke
 from recipe.predict import predict_cli
 from recipe.redaction import install_log_redaction, secret_values
 from recipe.reporting import EpochTimerCallback, predicted_labels, write_run_report
+from recipe.run_settings import RunSettingsCallback, result_settings
 from recipe.search import search_cli
 from recipe.seeds import seeds_cli
 from recipe.signals import GracefulStopCallback, TrainingInterrupted, raise_if_interrupted
@@ -82,9 +83,14 @@ def main(
     match_tokenizer_to_model(tokenizer, model)
     tokenized = tokenize_cola(raw, tokenizer, data_args)
     # Decided once data and model have loaded, so a bad flag never costs the previous run's folder.
-    resume_from = resolve_resume_checkpoint(training_args, recipe_args, model_args.allow_pickle_checkpoint)
+    # Recorded in every checkpoint; a resume from a run started with other settings is refused.
+    settings = result_settings(model_args, data_args, training_args, recipe_args)
+    resume_from = resolve_resume_checkpoint(
+        training_args, recipe_args, model_args.allow_pickle_checkpoint, settings
+    )
     callbacks = [
         EpochTimerCallback(),
+        RunSettingsCallback(settings),
         *configure_best_model(training_args, recipe_args, "validation" in tokenized),
     ]
 
