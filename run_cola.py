@@ -24,11 +24,17 @@ from transformers import TrainingArguments, set_seed
 from recipe.arguments import ConfigError, DataArguments, ModelArguments, RecipeArguments, parse_args
 from recipe.best_model import configure_best_model
 from recipe.checkpoints import resolve_resume_checkpoint
-from recipe.data import DataError, check_splits_for_run, load_cola_splits, tokenize_cola
+from recipe.data import DataError, check_splits_for_run, count_truncated, load_cola_splits, tokenize_cola
 from recipe.distributed import apply_global_batch_size, launch_summary
 from recipe.hardware import build_data_collator, keep_freed_memory_in_process
 from recipe.metrics import compute_cola_metrics
-from recipe.model import CheckpointError, load_model, load_tokenizer, match_tokenizer_to_model
+from recipe.model import (
+    CheckpointError,
+    check_max_seq_length,
+    load_model,
+    load_tokenizer,
+    match_tokenizer_to_model,
+)
 from recipe.predict import predict_cli
 from recipe.redaction import install_log_redaction, secret_values
 from recipe.reporting import EpochTimerCallback, predicted_labels, write_run_report
@@ -76,12 +82,14 @@ def main(
     # Seed before the model is built so the new classifier head's initialisation follows the seed too.
     set_seed(training_args.seed)
 
+    check_max_seq_length(model_args, data_args.max_seq_length)  # from the model's config, before the data
     raw = load_cola_splits(data_args, seed=training_args.seed)
     check_splits_for_run(raw, training_args)
     tokenizer = load_tokenizer(model_args)
     model = load_model(model_args)
     match_tokenizer_to_model(tokenizer, model)
     tokenized = tokenize_cola(raw, tokenizer, data_args)
+    truncated = count_truncated(raw, tokenizer, data_args.max_seq_length)  # logged; in the results and card
     # Decided once data and model have loaded, so a bad flag never costs the previous run's folder.
     # Recorded in every checkpoint; a resume from a run started with other settings is refused.
     settings = result_settings(model_args, data_args, training_args, recipe_args)
@@ -116,7 +124,7 @@ def main(
         callbacks=[*callbacks, stop_on_signal],
     )
 
-    results: dict[str, float] = {}
+    results: dict[str, float] = dict(truncated)
     split_predictions: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if training_args.do_train:
         train_result = trainer.train(resume_from_checkpoint=resume_from)

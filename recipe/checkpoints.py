@@ -218,7 +218,9 @@ def resolve_resume_checkpoint(
         CorruptCheckpointError: the checkpoint to resume from has missing or truncated files (named).
     """
     # Only the main process saves checkpoints (unless save_on_each_node): it alone may remove or rename them.
-    with training_args.main_process_first(desc="choosing the checkpoint", local=training_args.save_on_each_node):
+    with training_args.main_process_first(
+        desc="choosing the checkpoint", local=training_args.save_on_each_node
+    ):
         return find_resume_checkpoint(training_args, recipe_args, allow_pickle, settings)
 
 

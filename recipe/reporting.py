@@ -375,6 +375,8 @@ def model_card(
         + (f" (first {data_args.max_train_samples} examples)" if data_args.max_train_samples else "")
         + "; in_domain_dev and out_of_domain_dev (when present) are test sets, never trained or selected on.",
         "",
+        truncation_line(results, data_args.max_seq_length),
+        "",
         "## Results",
         "",
         markdown_table(["split", "examples", "MCC", "accuracy", "loss"], result_rows),
@@ -406,6 +408,17 @@ def model_card(
         "",
     ]
     return "\n".join(lines)
+
+
+def truncation_line(results: dict[str, float], max_seq_length: int) -> str:
+    """The model card's line on sentences cut at --max_seq_length, per split (`*_truncated_sentences`)."""
+    suffix = "_truncated_sentences"
+    counts = [
+        f"{key.removesuffix(suffix)} {int(value)}" for key, value in results.items() if key.endswith(suffix)
+    ]
+    if not counts:
+        return ""
+    return f"Sentences longer than max_seq_length ({max_seq_length} tokens), truncated: {', '.join(counts)}."
 
 
 def summary_line(

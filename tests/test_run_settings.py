@@ -63,7 +63,13 @@ def test_a_checkpoint_records_the_settings_its_run_started_with(tiny_bert, lefto
     assert recorded == expected
     assert recorded["learning_rate"] == 1e-3 and recorded["world_size"] == 1
     assert recorded["per_device_train_batch_size"] == 16 and recorded["max_seq_length"] == 64
-    for not_shaping in ("logging_steps", "per_device_eval_batch_size", "report_to", "output_dir", "hub_token"):
+    for not_shaping in (
+        "logging_steps",
+        "per_device_eval_batch_size",
+        "report_to",
+        "output_dir",
+        "hub_token",
+    ):
         assert not_shaping not in recorded
 
 
