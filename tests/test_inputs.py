@@ -37,7 +37,8 @@ def test_unicode_sentences_arrive_unchanged(tmp_path):
     data = unicode_release(tmp_path / "data")
     raw = load_cola_splits(DataArguments(data_dir=str(data), validation_split=0.0), seed=0)
     for split in ("train", "in_domain_dev"):
-        assert list(raw[split]["sentence"])[-6:-1] == UNICODE_SENTENCES  # byte for byte: NBSP, emoji, CJK kept
+        # Byte for byte: the non-breaking spaces, emoji and CJK as written.
+        assert list(raw[split]["sentence"])[-6:-1] == UNICODE_SENTENCES
 
 
 def test_unicode_and_long_sentences_train_and_the_card_counts_truncation(tiny_bert, tmp_path):
