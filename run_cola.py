@@ -22,14 +22,21 @@ from transformers import TrainingArguments, set_seed
 from recipe.arguments import ConfigError, DataArguments, ModelArguments, RecipeArguments, parse_args
 from recipe.best_model import configure_best_model
 from recipe.checkpoints import resolve_resume_checkpoint
-from recipe.data import DataError, check_splits_for_run, load_cola_splits, tokenize_cola
+from recipe.data import DataError, check_splits_for_run, count_truncated, load_cola_splits, tokenize_cola
 from recipe.distributed import apply_global_batch_size, launch_summary
 from recipe.hardware import env_cli
 from recipe.hub import HubPushError, defer_push_to_end, push_output_folder
 from recipe.logs import setup_logging
-from recipe.model import CheckpointError, load_model, load_tokenizer, match_tokenizer_to_model
+from recipe.model import (
+    CheckpointError,
+    check_max_seq_length,
+    load_model,
+    load_tokenizer,
+    match_tokenizer_to_model,
+)
 from recipe.predict import predict_cli
 from recipe.reporting import EpochTimerCallback, predicted_labels, write_run_report
+from recipe.run_settings import RunSettingsCallback, result_settings
 from recipe.search import search_cli
 from recipe.seeds import seeds_cli
 from recipe.signals import GracefulStopCallback, TrainingInterrupted, raise_if_interrupted
@@ -58,18 +65,25 @@ def main(
     # Seed before the model is built so the new classifier head's initialisation follows the seed too.
     set_seed(training_args.seed)
 
+    check_max_seq_length(model_args, data_args.max_seq_length)  # from the model's config, before the data
     raw = load_cola_splits(data_args, seed=training_args.seed)
     check_splits_for_run(raw, training_args)
     tokenizer = load_tokenizer(model_args)
     model = load_model(model_args)
     match_tokenizer_to_model(tokenizer, model)  # before tokenizing: no token_type_ids for models without them
     tokenized = tokenize_cola(raw, tokenizer, data_args)
-    # Decided once data and model have loaded, so a bad flag never costs the previous run's folder.
-    resume_from = resolve_resume_checkpoint(training_args, recipe_args, model_args.allow_pickle_checkpoint)
+    truncated = count_truncated(raw, tokenizer, data_args.max_seq_length)  # logged; in the results and card
+    # Recorded in every checkpoint; a resume from a run started with other settings is refused. Decided
+    # once data and model have loaded, so a bad flag never costs the previous run's folder.
+    settings = result_settings(model_args, data_args, training_args, recipe_args)
+    resume_from = resolve_resume_checkpoint(
+        training_args, recipe_args, model_args.allow_pickle_checkpoint, settings
+    )
     # SIGTERM / Ctrl-C during training: save a checkpoint at the next step boundary, then stop.
     stop_on_signal = GracefulStopCallback()
     callbacks = [
         EpochTimerCallback(),
+        RunSettingsCallback(settings),
         *configure_best_model(training_args, recipe_args, "validation" in tokenized),
         stop_on_signal,
     ]
@@ -77,7 +91,7 @@ def main(
         model_args, data_args, training_args, tokenizer, tokenized, model=model, callbacks=callbacks
     )
 
-    results: dict[str, float] = {}
+    results: dict[str, float] = dict(truncated)
     split_predictions: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if training_args.do_train:
         train_result = trainer.train(resume_from_checkpoint=resume_from)

@@ -13,13 +13,16 @@ import re
 import shutil
 import struct
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from transformers import TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from recipe.arguments import ConfigError, RecipeArguments
 from recipe.model import CheckpointError
+from recipe.run_settings import check_same_run
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +192,10 @@ def list_checkpoints(output_dir: Path) -> list[Path]:
 
 
 def resolve_resume_checkpoint(
-    training_args: TrainingArguments, recipe_args: RecipeArguments, allow_pickle: bool = False
+    training_args: TrainingArguments,
+    recipe_args: RecipeArguments,
+    allow_pickle: bool = False,
+    settings: Mapping[str, Any] | None = None,
 ) -> str | None:
     """Decide where training starts, before anything is written to `output_dir`.
 
@@ -199,16 +205,40 @@ def resolve_resume_checkpoint(
     a finished one with damaged files stops the run, or with --fallback_to_previous_checkpoint is moved
     aside (`corrupt-...`) too; either way the next older one is tried.
 
+    With several processes the main process decides (and renames or removes) first; the others wait,
+    then find the folder as it left it and reach the same answer (or the same error).
+
+    Args:
+        settings: this run's result-shaping settings (recipe/run_settings.py); when given, a resume from
+            a checkpoint of a run started with other settings is refused before anything changes on disk.
+
     Raises:
-        ConfigError: `output_dir` holds a finished run and no checkpoint, and `--overwrite_output` is off.
+        ConfigError: `output_dir` holds a finished run and no checkpoint, and `--overwrite_output` is off;
+            or its checkpoints were saved by a run with other settings (each key named, old -> new).
         CorruptCheckpointError: the checkpoint to resume from has missing or truncated files (named).
     """
+    # Only the main process saves checkpoints (unless save_on_each_node): it alone may remove or rename them.
+    with training_args.main_process_first(
+        desc="choosing the checkpoint", local=training_args.save_on_each_node
+    ):
+        return find_resume_checkpoint(training_args, recipe_args, allow_pickle, settings)
+
+
+def find_resume_checkpoint(
+    training_args: TrainingArguments,
+    recipe_args: RecipeArguments,
+    allow_pickle: bool,
+    settings: Mapping[str, Any] | None,
+) -> str | None:
+    """`resolve_resume_checkpoint` on one process (see there)."""
     require_state = not training_args.save_only_model
     if training_args.resume_from_checkpoint:
         explicit = Path(training_args.resume_from_checkpoint)
         problems = checkpoint_problems(explicit, require_state, allow_pickle)
         if problems:
             raise CorruptCheckpointError(corrupt_checkpoint_message(explicit, problems, can_fall_back=False))
+        if settings is not None:
+            check_same_run([explicit], settings, explicit=True)
         return str(explicit)
     output_dir = Path(training_args.output_dir)
     if not training_args.do_train or not output_dir.is_dir():
@@ -218,6 +248,8 @@ def resolve_resume_checkpoint(
         shutil.rmtree(output_dir)
         return None
     checkpoints = list_checkpoints(output_dir)
+    if settings is not None:
+        check_same_run(checkpoints, settings)  # before any checkpoint is set aside
     for checkpoint in checkpoints:
         if not save_finished(checkpoint):
             # A kill during the save (trainer_state.json is written last): expected after SIGKILL, so

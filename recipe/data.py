@@ -26,6 +26,7 @@ import datasets
 from transformers import PreTrainedTokenizerBase, TrainingArguments
 
 from recipe.arguments import ConfigError, DataArguments
+from recipe.distributed import main_process_first
 from recipe.download import COLA_DOWNLOAD_URL, COLA_SHA256, DownloadError, fetch_cola_release, sha256_of
 from recipe.download import extract_release_zip as extract_zip_into
 
@@ -448,25 +449,28 @@ def load_cola_splits(data_args: DataArguments, seed: int) -> datasets.DatasetDic
         DataError: no usable data (the message says which layouts were expected and where to get CoLA),
             or a malformed file (named, with the line).
     """
-    source = resolve_data_source(data_args)
-    logger.info("CoLA source: %s layout at %s", source.layout, source.location)
-    if source.layout == "hub":
-        splits = load_hub_dataset(
-            source.location, data_args.dataset_config_name, Path(data_args.data_cache_dir)
-        )
-    elif source.layout == "glue":
-        splits = load_glue_folder(Path(source.location))
-    else:
-        splits = load_release_folder(Path(source.location))
-    splits = choose_validation(splits, data_args, split_seed(data_args, seed))
-    ordered = {split: splits[split] for split in SPLIT_ORDER if split in splits}
-    for split, dataset in ordered.items():
-        logger.info(describe_split(split, dataset))
-        if split != "train":
-            shared = count_shared_sentences(ordered["train"], dataset)
-            if shared:
-                logger.warning("%s: %d of %d sentences also occur in train.", split, shared, len(dataset))
-    return datasets.DatasetDict(ordered)
+    # The download, the extraction and the `datasets` cache are shared files: written once, by the main
+    # process; the others then read them.
+    with main_process_first("loading CoLA"):
+        source = resolve_data_source(data_args)
+        logger.info("CoLA source: %s layout at %s", source.layout, source.location)
+        if source.layout == "hub":
+            splits = load_hub_dataset(
+                source.location, data_args.dataset_config_name, Path(data_args.data_cache_dir)
+            )
+        elif source.layout == "glue":
+            splits = load_glue_folder(Path(source.location))
+        else:
+            splits = load_release_folder(Path(source.location))
+        splits = choose_validation(splits, data_args, split_seed(data_args, seed))
+        ordered = {split: splits[split] for split in SPLIT_ORDER if split in splits}
+        for split, dataset in ordered.items():
+            logger.info(describe_split(split, dataset))
+            if split != "train":
+                shared = count_shared_sentences(ordered["train"], dataset)
+                if shared:
+                    logger.warning("%s: %d of %d sentences also occur in train.", split, shared, len(dataset))
+        return datasets.DatasetDict(ordered)
 
 
 def check_splits_for_run(raw: datasets.DatasetDict, training_args: TrainingArguments) -> None:
@@ -492,19 +496,13 @@ def check_splits_for_run(raw: datasets.DatasetDict, training_args: TrainingArgum
 def tokenize_sentences(
     batch: dict[str, list], tokenizer: PreTrainedTokenizerBase, max_length: int, pad_to_max_length: bool
 ) -> dict[str, list]:
-    """Tokenize a batch of sentences as `[CLS] sentence [SEP]`, truncated to `max_length`.
-
-    Adds `num_tokens`, each sentence's length before truncation, so truncation can be counted.
-    """
-    full_lengths = [len(ids) for ids in tokenizer(batch["sentence"])["input_ids"]]
-    encoded = tokenizer(
+    """Tokenize a batch of sentences as `[CLS] sentence [SEP]`, truncated to `max_length`."""
+    return tokenizer(
         batch["sentence"],
         truncation=True,
         max_length=max_length,
         padding="max_length" if pad_to_max_length else False,
     )
-    encoded["num_tokens"] = full_lengths
-    return encoded
 
 
 def tokenize_cola(
@@ -512,27 +510,49 @@ def tokenize_cola(
 ) -> datasets.DatasetDict:
     """Tokenize every split with a batched `datasets.map` (`[CLS] sentence [SEP]`, truncated).
 
-    Keeps only the model inputs and `label` (dropped from an unlabeled split, whose -1 is no label), and
-    logs how many sentences per split were truncated. Without `pad_to_max_length` nothing is padded
-    here: the collator pads each batch to its longest sentence. The map is cached by `datasets`.
+    Keeps only the model inputs and `label` (dropped from an unlabeled split, whose -1 is no label).
+    Without `pad_to_max_length` nothing is padded here: the collator pads each batch to its longest
+    sentence. The map is cached by `datasets`. `count_truncated` says how many sentences were cut.
     """
     tokenized = {}
+    with main_process_first("tokenizing CoLA"):  # the map's cache: written once, read by the others
+        for split, dataset in raw.items():
+            tokenized[split] = tokenize_split(split, dataset, tokenizer, data_args)
+    return datasets.DatasetDict(tokenized)
+
+
+def tokenize_split(
+    split: str, dataset: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, data_args: DataArguments
+) -> datasets.Dataset:
+    """One split of `tokenize_cola`: the model inputs and the labels."""
+    unlabeled = all(label == NO_LABEL for label in dataset["label"])
+    encoded = dataset.map(
+        tokenize_sentences,
+        batched=True,
+        fn_kwargs={
+            "tokenizer": tokenizer,
+            "max_length": data_args.max_seq_length,
+            "pad_to_max_length": data_args.pad_to_max_length,
+        },
+        num_proc=data_args.preprocessing_num_workers,
+        remove_columns=[c for c in dataset.column_names if c != "label" or unlabeled],
+        desc=f"Tokenizing {split}",
+    )
+    return encoded
+
+
+def count_truncated(
+    raw: datasets.DatasetDict, tokenizer: PreTrainedTokenizerBase, max_seq_length: int
+) -> dict[str, int]:
+    """Per split, how many sentences are longer than `max_seq_length` tokens (and so were truncated).
+
+    Logs each split's count and longest sentence. Returns `{"<split>_truncated_sentences": n}`, the keys
+    under which `main()` reports them (the model card lists them).
+    """
+    counts = {}
     for split, dataset in raw.items():
-        unlabeled = all(label == NO_LABEL for label in dataset["label"])
-        encoded = dataset.map(
-            tokenize_sentences,
-            batched=True,
-            fn_kwargs={
-                "tokenizer": tokenizer,
-                "max_length": data_args.max_seq_length,
-                "pad_to_max_length": data_args.pad_to_max_length,
-            },
-            num_proc=data_args.preprocessing_num_workers,
-            remove_columns=[c for c in dataset.column_names if c != "label" or unlabeled],
-            desc=f"Tokenizing {split}",
-        )
-        lengths = encoded["num_tokens"]
-        truncated = sum(length > data_args.max_seq_length for length in lengths)
+        lengths = [len(ids) for ids in tokenizer(list(dataset["sentence"]))["input_ids"]]
+        truncated = sum(length > max_seq_length for length in lengths)
         if truncated:
             logger.warning(
                 "%s: %d of %d sentences are longer than --max_seq_length %d tokens and were truncated "
@@ -540,10 +560,10 @@ def tokenize_cola(
                 split,
                 truncated,
                 len(lengths),
-                data_args.max_seq_length,
+                max_seq_length,
                 max(lengths),
             )
         else:
             logger.info("%s: no sentence truncated (longest: %d tokens).", split, max(lengths))
-        tokenized[split] = encoded.remove_columns("num_tokens")
-    return datasets.DatasetDict(tokenized)
+        counts[f"{split}_truncated_sentences"] = truncated
+    return counts

@@ -9,8 +9,12 @@ set, the per-device batch and the accumulation are derived from the number of de
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 
+import torch
+from accelerate import PartialState
 from transformers import TrainingArguments
 
 from recipe.arguments import ConfigError, RecipeArguments
@@ -90,3 +94,27 @@ def launch_summary(training_args: TrainingArguments) -> dict[str, int]:
         * devices
         * training_args.gradient_accumulation_steps,
     }
+
+
+@contextlib.contextmanager
+def main_process_first(desc: str) -> Iterator[None]:
+    """Run the block on each machine's main process first; the other processes wait, then run it too
+    (and find what it wrote: the download, the extracted files, the `datasets` cache).
+
+    `TrainingArguments.main_process_first` for code without the TrainingArguments at hand. Written here
+    because accelerate's `PartialState.main_process_first` does not release the waiting processes when
+    the block raises on the main one (they would hang until the timeout); this one does, and each of
+    them then meets the same error.
+    """
+    if not torch.distributed.is_initialized() or torch.distributed.get_world_size() == 1:
+        yield
+        return
+    is_main = PartialState().is_local_main_process
+    try:
+        if not is_main:
+            logger.debug("Waiting for the main process: %s", desc)
+            torch.distributed.barrier()
+        yield
+    finally:
+        if is_main:
+            torch.distributed.barrier()

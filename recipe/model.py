@@ -9,15 +9,21 @@ import os
 from pathlib import Path
 
 from transformers import (
+    AutoConfig,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 
-from recipe.arguments import ModelArguments
+from recipe.arguments import ConfigError, ModelArguments
 
 COLA_LABELS = {0: "unacceptable", 1: "acceptable"}
+# Families whose position ids start after the padding index (RoBERTa's create_position_ids_from_input_ids):
+# max_position_embeddings 514 with pad_token_id 1 leaves 512 positions for tokens.
+POSITIONS_AFTER_PADDING = frozenset(
+    {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "roberta-prelayernorm", "longformer", "mpnet"}
+)
 
 
 class CheckpointError(OSError):
@@ -189,4 +195,41 @@ def match_tokenizer_to_model(tokenizer: PreTrainedTokenizerBase, model: PreTrain
         tokenizer.model_input_names = inputs
         tokenizer.init_kwargs["model_input_names"] = (
             inputs  # what save_pretrained writes to tokenizer_config.json
+        )
+
+
+def position_limit(config: object) -> int | None:
+    """The most tokens a model's position embeddings cover, from its config; None when it has no limit."""
+    limit = getattr(config, "max_position_embeddings", None)
+    if not isinstance(limit, int) or getattr(config, "position_biased_input", True) is False:
+        return None  # relative positions only (DeBERTa-v2/v3): no absolute table to run past
+    if getattr(config, "model_type", None) in POSITIONS_AFTER_PADDING:
+        limit -= (getattr(config, "pad_token_id", None) or 0) + 1
+    return limit
+
+
+def check_max_seq_length(model_args: ModelArguments, max_seq_length: int) -> None:
+    """Refuse a --max_seq_length beyond the model's position embeddings, before any data is loaded.
+
+    Reads only the model's config. A config that cannot be read is left to `load_model`, which says why.
+
+    Raises:
+        ConfigError: naming --max_seq_length, the model and its limit.
+    """
+    name = resolve_checkpoint_name(model_args.model_name_or_path)
+    try:
+        config = AutoConfig.from_pretrained(
+            name,
+            cache_dir=model_args.cache_dir,
+            revision=model_args.model_revision,
+            trust_remote_code=model_args.trust_remote_code,
+        )
+    except (OSError, ValueError):
+        return
+    limit = position_limit(config)
+    if limit is not None and max_seq_length > limit:
+        raise ConfigError(
+            f"--max_seq_length {max_seq_length} is more than {model_args.model_name_or_path} can take: its "
+            f"position embeddings cover {limit} tokens (config.json max_position_embeddings "
+            f"{config.max_position_embeddings}). Pass --max_seq_length {limit} or less."
         )

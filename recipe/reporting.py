@@ -525,7 +525,8 @@ def card_sections(
     return [
         f"# CoLA acceptability classifier fine-tuned from {base_model_description(model_args.model_name_or_path)}"
         "\n\nLabels: 0 = unacceptable, 1 = acceptable. Metric: Matthews correlation (MCC).",
-        f"## Data\n\nFrom {data_description(data_args)}. {training}",
+        f"## Data\n\nFrom {data_description(data_args)}. {training}\n\n"
+        + truncation_line(results, data_args.max_seq_length),
         "## Results\n\n"
         + markdown_table(["split", "examples", "MCC", "accuracy", "loss"], result_rows)
         + f"\n\nThis folder holds {kept}.",
@@ -576,6 +577,17 @@ def model_card(
         model_args, data_args, training_args, recipe_args, results, prefixes, rows, state
     )
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n")
+
+
+def truncation_line(results: dict[str, float], max_seq_length: int) -> str:
+    """The model card's line on sentences cut at --max_seq_length, per split (`*_truncated_sentences`)."""
+    suffix = "_truncated_sentences"
+    counts = [
+        f"{key.removesuffix(suffix)} {int(value)}" for key, value in results.items() if key.endswith(suffix)
+    ]
+    if not counts:
+        return ""
+    return f"Sentences longer than max_seq_length ({max_seq_length} tokens), truncated: {', '.join(counts)}."
 
 
 def summary_line(

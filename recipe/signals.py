@@ -10,6 +10,11 @@ aborts immediately, for when the step itself hangs.
 The exit status of an interrupted run is 128 + the signal number (130 for SIGINT, 143 for SIGTERM),
 the shell's convention for "ended by that signal": `python run_cola.py ... && next-step` does not
 continue as if training had finished, and a scheduler sees a terminated job it can requeue.
+
+With several processes a signal may reach only one of them (a `kill` of one PID, a node's scheduler).
+At every step boundary, at each epoch's end and at the end of training the processes all-reduce the
+signal they hold (the highest number wins, 0 = none), so every rank stops at the same step, the one
+checkpoint is saved together, and every rank exits with the same status.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import threading
 from types import FrameType
 from typing import Any
 
+import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 logger = logging.getLogger(__name__)
@@ -96,9 +102,26 @@ class GracefulStopCallback(TrainerCallback):
         self.saved_checkpoint = None
         self.install_handlers()
 
+    def agree_across_processes(self, args: TrainingArguments) -> None:
+        """Make `stop_signal` the one any process received (a collective: every rank calls it together)."""
+        if args.world_size <= 1 or not torch.distributed.is_initialized():
+            return
+        # Only the signal number travels, as a one-element tensor on this rank's device (NCCL: the GPU).
+        flag = torch.tensor([self.stop_signal or 0], dtype=torch.int64, device=args.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        agreed = int(flag.item()) or None
+        if agreed is not None and self.stop_signal is None:
+            logger.warning(
+                "Process %d: another process received %s; stopping at this step with it.",
+                args.process_index,
+                signal.Signals(agreed).name,
+            )
+        self.stop_signal = agreed
+
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
+        self.agree_across_processes(args)
         if self.stop_signal is not None:
             # The Trainer saves (checkpoint-N with optimizer, scheduler, RNG and trainer state) right
             # after this callback, then leaves its loops.
@@ -114,6 +137,7 @@ class GracefulStopCallback(TrainerCallback):
     def on_epoch_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
+        self.agree_across_processes(args)
         if self.stop_signal is None:
             return
         if self.saved_checkpoint is not None:
@@ -130,6 +154,9 @@ class GracefulStopCallback(TrainerCallback):
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
+        # A signal after the last step: every rank raises TrainingInterrupted, or none does. The
+        # collective also keeps a stopping rank from exiting while the main one still writes the checkpoint.
+        self.agree_across_processes(args)
         self.restore_handlers()
 
 

@@ -23,6 +23,7 @@ from recipe.data import (
     DataError,
     check_splits_for_run,
     count_shared_sentences,
+    count_truncated,
     load_cola_splits,
     read_cola_tsv,
     resolve_data_source,
@@ -331,8 +332,11 @@ def test_truncation_is_counted_and_unlabeled_splits_lose_their_label(tiny_bert, 
     expected = sum(len(ids) > 8 for ids in tokenizer(list(raw["in_domain_dev"]["sentence"]))["input_ids"])
     assert 0 < expected < len(raw["in_domain_dev"])
     with caplog.at_level(logging.INFO, logger="recipe.data"):
-        tokenized = tokenize_cola(raw, tokenizer, args)
+        counts = count_truncated(raw, tokenizer, 8)
+    tokenized = tokenize_cola(raw, tokenizer, args)
     assert f"in_domain_dev: {expected} of 60 sentences are longer than --max_seq_length 8" in caplog.text
+    assert counts["in_domain_dev_truncated_sentences"] == expected
+    assert set(counts) == {f"{split}_truncated_sentences" for split in raw}
     assert max(len(ids) for ids in tokenized["in_domain_dev"]["input_ids"]) == 8
     assert tokenized["train"].column_names == ["label", "input_ids", "token_type_ids", "attention_mask"]
     assert "label" not in tokenized["test"].column_names and len(tokenized["test"]) == 30

@@ -142,6 +142,7 @@ def test_two_processes_learn_as_well_as_one_with_the_same_global_batch(tiny_bert
     for split in ("in_domain_dev", "out_of_domain_dev"):
         mcc_two, mcc_one = two[f"{split}_matthews_correlation"], one[f"{split}_matthews_correlation"]
         assert mcc_two >= 0.8 and mcc_one >= 0.8, (two, one)
+        # 0.1: the two launches draw other dropout masks and sum gradients in another order; both learned.
         assert abs(mcc_two - mcc_one) <= 0.1, (two, one)
 
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import torch
-from conftest import fast_args, write_cola_release
+from conftest import fast_args
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -63,28 +63,6 @@ def test_logits_of_saved_model_equal_the_trainers(tiny_bert, cola_dir, tmp_path)
     )
     for key in ("in_domain_dev_matthews_correlation", "in_domain_dev_loss", "out_of_domain_dev_accuracy"):
         assert reloaded[key] == results[key]
-
-
-def test_the_loop_learns_a_rule(tiny_bert, tmp_path):
-    """On data whose label follows a learnable rule (a marker word), held-out MCC reaches 0.8."""
-    data = write_cola_release(tmp_path / "rule", n_train=800, n_dev=200, n_ood=None, seed=3)
-    results = run_cola.main(
-        *parse_args(
-            fast_args(
-                tiny_bert,
-                data,
-                tmp_path / "out",
-                "--num_train_epochs",
-                "5",
-                "--learning_rate",
-                "3e-3",
-                "--save_strategy",
-                "no",
-            )
-        )
-    )
-    assert results["in_domain_dev_matthews_correlation"] >= 0.8, results
-    assert results["eval_matthews_correlation"] >= 0.8, results
 
 
 def test_same_seed_same_metrics_different_seed_differs(tiny_bert, cola_dir, tmp_path):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 from conftest import fast_args
@@ -12,6 +10,7 @@ from transformers import AutoModelForSequenceClassification, Trainer, TrainingAr
 import run_cola
 from recipe.arguments import ConfigError, parse_args
 from recipe.optim import build_param_groups
+from recipe.signals import GracefulStopCallback
 from recipe.trainer import CoLATrainer
 
 LR = 1e-3
@@ -53,15 +52,16 @@ def test_layerwise_decay_and_head_rate(tiny_bert, tmp_path):
     assert isinstance(optimizer, torch.optim.AdamW)  # the stock --optim (adamw_torch)
     lrs = lr_by_name(trainer)
     num_layers = 2  # the tiny BERT
+    # Exact: the same expression (rate * decay ** k) as recipe/optim.py, so the same float.
     assert lrs["classifier.weight"] == (head_lr, 0.01)
     assert lrs["classifier.bias"] == (head_lr, 0.0)
     assert lrs["bert.pooler.dense.weight"] == (LR, 0.01)  # above the top layer: the full rate
-    assert lrs["bert.encoder.layer.1.attention.self.query.weight"] == (pytest.approx(LR * decay), 0.01)
-    assert lrs["bert.encoder.layer.0.attention.self.query.weight"] == (pytest.approx(LR * decay**2), 0.01)
-    assert lrs["bert.encoder.layer.0.output.LayerNorm.weight"] == (pytest.approx(LR * decay**2), 0.0)
+    assert lrs["bert.encoder.layer.1.attention.self.query.weight"] == (LR * decay, 0.01)
+    assert lrs["bert.encoder.layer.0.attention.self.query.weight"] == (LR * decay**2, 0.01)
+    assert lrs["bert.encoder.layer.0.output.LayerNorm.weight"] == (LR * decay**2, 0.0)
     embedding_lr = LR * decay ** (num_layers + 1)
-    assert lrs["bert.embeddings.word_embeddings.weight"] == (pytest.approx(embedding_lr), 0.01)
-    assert lrs["bert.embeddings.LayerNorm.bias"] == (pytest.approx(embedding_lr), 0.0)
+    assert lrs["bert.embeddings.word_embeddings.weight"] == (embedding_lr, 0.01)
+    assert lrs["bert.embeddings.LayerNorm.bias"] == (embedding_lr, 0.0)
     # Every trainable parameter is in exactly one group.
     grouped = [p for group in optimizer.param_groups for p in group["params"]]
     assert len(grouped) == len({id(p) for p in grouped}) == len(list(trainer.model.parameters()))
@@ -85,20 +85,38 @@ def test_build_param_groups_skips_frozen_parameters(tiny_bert):
     assert all("/no_decay" in group["group_name"] for group in groups)
 
 
-def test_param_group_options_are_validated_and_train_end_to_end(tiny_bert, cola_dir, tmp_path):
+def test_param_group_options_are_validated_and_train_end_to_end(tiny_bert, cola_dir, tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="layerwise_lr_decay"):
         parse_args(fast_args(tiny_bert, cola_dir, tmp_path / "x", "--layerwise_lr_decay", "1.5"))
     with pytest.raises(ConfigError, match="classifier_learning_rate"):
         parse_args(fast_args(tiny_bert, cola_dir, tmp_path / "x", "--classifier_learning_rate", "0"))
 
+    # The optimizer main() trained with, as the Trainer hands it to the callbacks at the end of training.
+    seen = {}
+    unprobed = GracefulStopCallback.on_train_end
+
+    def keep_optimizer(self, args, state, control, **kwargs):
+        seen.update(optimizer=kwargs["optimizer"], model=kwargs["model"])
+        return unprobed(self, args, state, control, **kwargs)
+
+    monkeypatch.setattr(GracefulStopCallback, "on_train_end", keep_optimizer)
     out = tmp_path / "out"
     argv = fast_args(tiny_bert, cola_dir, out, "--save_strategy", "no", "--num_train_epochs", "1")
-    argv += ["--classifier_learning_rate", "3e-3", "--layerwise_lr_decay", "0.8"]
-    results = run_cola.main(*parse_args(argv))
-    assert "eval_matthews_correlation" in results
-    state = json.loads((out / "trainer_state.json").read_text())
-    logged = [entry["learning_rate"] for entry in state["log_history"] if "learning_rate" in entry]
-    assert logged and max(logged) <= 1e-3  # the first group (base rate, linear decay) is what is logged
+    argv += ["--classifier_learning_rate", "3e-3", "--layerwise_lr_decay", "0.8", "--weight_decay", "0.01"]
+    run_cola.main(*parse_args(argv))
+    group_of = {id(p): group for group in seen["optimizer"].param_groups for p in group["params"]}
+    # initial_lr: the rate each group started from (set by the scheduler); exact, the same product as optim.py.
+    start = {name: group_of[id(p)]["initial_lr"] for name, p in seen["model"].named_parameters()}
+    assert start["classifier.weight"] == start["classifier.bias"] == 3e-3
+    assert start["bert.pooler.dense.weight"] == 1e-3
+    assert start["bert.encoder.layer.1.output.dense.weight"] == 1e-3 * 0.8
+    assert start["bert.encoder.layer.0.output.dense.weight"] == 1e-3 * 0.8**2
+    assert start["bert.embeddings.word_embeddings.weight"] == 1e-3 * 0.8**3
+    # Every group followed one schedule: the same fraction of its starting rate at the end; relative
+    # 1e-12: one float division per group.
+    fractions = {group["lr"] / group["initial_lr"] for group in seen["optimizer"].param_groups}
+    assert max(fractions) - min(fractions) <= 1e-12 * max(fractions)
+    assert seen["optimizer"].param_groups[0]["initial_lr"] == 1e-3  # the logged learning_rate is the base one
 
 
 def test_an_optimizer_that_builds_its_own_groups_is_refused(tiny_bert, tmp_path, monkeypatch):

@@ -77,7 +77,8 @@ def test_predict_equals_the_trainers_predictions_on_a_test_file(trained, tmp_pat
     assert len(predicted) == len(test_set) == 70
     assert [row["sentence"] for row in predicted] == test_set["sentence"]
     assert [row["label"] for row in predicted] == expected_labels
-    np.testing.assert_allclose([row["prob_acceptable"] for row in predicted], expected_prob, atol=1e-5)
+    # atol 1e-6: predict pads its batches otherwise than Trainer.predict; a few float32 ulps.
+    np.testing.assert_allclose([row["prob_acceptable"] for row in predicted], expected_prob, atol=1e-6)
 
 
 def test_predict_reads_the_runs_tokenization_and_writes_the_fallback_chart(trained):

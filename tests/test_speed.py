@@ -140,7 +140,6 @@ def test_tutorial_loop_runs_a_few_steps(tiny_bert, cola_dir):
     assert result["train_padded_tokens"] == 3 * 32 * 64  # the tutorial pads every sentence to 64
     assert 0 < result["train_real_tokens"] < result["train_padded_tokens"]
     assert result["eval_samples"] == 60
-    assert -1.0 <= result["in_domain_dev_matthews_correlation"] <= 1.0
 
 
 def test_bench_measures_and_reports_a_recipe_variant(tiny_bert, cola_dir, tmp_path):
