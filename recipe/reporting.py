@@ -39,6 +39,7 @@ from transformers.trainer_utils import PredictionOutput  # noqa: E402
 
 from recipe.arguments import DataArguments, ModelArguments, RecipeArguments, parse_args  # noqa: E402
 from recipe.metrics import compute_mcc  # noqa: E402
+from recipe.predictions import card_section  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -381,6 +382,9 @@ def model_card(
         "",
         f"This folder holds {kept}.",
         "",
+        card_section(
+            training_args.output_dir
+        ),  # predictions, confident errors, phenomena (recipe/analysis.py)
         "## Training, per epoch",
         "",
         markdown_table(EPOCH_COLUMNS, [[row[key] for key in EPOCH_COLUMNS] for row in rows])
