@@ -1,8 +1,9 @@
 """`python run_cola.py predict --model_dir OUT "sentence" ...`: label trained-model predictions.
 
 Sentences come from the arguments, from `--file` (one per line) or from standard input. Each gets its
-label and the probability of "acceptable", as a table or as JSON lines (`--format jsonl`). Tokenization
-is the training's own (`recipe.data.tokenize_sentences`, with the run's max_seq_length read from
+label and the probability of "acceptable", as a table, as JSON lines (`--format jsonl`) or in the
+columns of a run's `<split>_predictions.tsv` (`--format tsv`, label empty). Tokenization is the
+training's own (`recipe.data.tokenize_sentences`, with the run's max_seq_length read from
 run_args.json), and batches are padded by the same collator as in training.
 """
 
@@ -30,6 +31,7 @@ from recipe.arguments import DataArguments
 from recipe.cls_only import apply_last_layer_cls_only
 from recipe.data import tokenize_sentences
 from recipe.model import CheckpointError
+from recipe.predictions import PREDICTION_COLUMNS, tsv_text
 from recipe.reporting import RUN_ARGS_FILE
 
 logger = logging.getLogger(__name__)
@@ -196,6 +198,15 @@ def format_jsonl(predictions: Iterable[Prediction]) -> str:
     )
 
 
+def format_tsv(predictions: Iterable[Prediction]) -> str:
+    """The columns of a run's `<split>_predictions.tsv` (recipe/predictions.py), label and source empty."""
+    # p > 0.5 is the argmax of two softmax probabilities (a tie goes to index 0, unacceptable, in both).
+    rows = (
+        ("", "", int(p.prob_acceptable > 0.5), f"{p.prob_acceptable:.6f}", p.sentence) for p in predictions
+    )
+    return tsv_text(PREDICTION_COLUMNS, rows).rstrip("\n")
+
+
 def build_predict_parser() -> argparse.ArgumentParser:
     """Flags of `run_cola.py predict`."""
     parser = argparse.ArgumentParser(
@@ -205,7 +216,12 @@ def build_predict_parser() -> argparse.ArgumentParser:
     parser.add_argument("sentences", nargs="*", help="Sentences to label (else --file or standard input).")
     parser.add_argument("--model_dir", required=True, help="The --output_dir of a training run.")
     parser.add_argument("--file", default=None, help="A text file with one sentence per line ('-': stdin).")
-    parser.add_argument("--format", choices=("table", "jsonl"), default="table", help="Output format.")
+    parser.add_argument(
+        "--format",
+        choices=("table", "jsonl", "tsv"),
+        default="table",
+        help="Output format; tsv: the columns of a run's <split>_predictions.tsv (label empty).",
+    )
     parser.add_argument("--batch_size", type=int, default=64, help="Sentences per forward pass.")
     parser.add_argument(
         "--max_seq_length", type=int, default=None, help="Override the training run's truncation length."
@@ -238,6 +254,10 @@ def predict_cli(argv: list[str], stdin: TextIO | None = None, stdout: TextIO | N
     predictions = predict_sentences(
         sentences, model, tokenizer, max_seq_length, pad_to_max_length, options.batch_size
     )
-    formatted = format_jsonl(predictions) if options.format == "jsonl" else format_table(predictions)
+    formatters = {"table": format_table, "jsonl": format_jsonl, "tsv": format_tsv}
+    try:
+        formatted = formatters[options.format](predictions)
+    except ValueError as err:  # a tab inside a sentence cannot go into a TSV row
+        parser.error(str(err))
     print(formatted, file=stdout)
     return 0
