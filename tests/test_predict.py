@@ -16,8 +16,9 @@ from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
 import run_cola
 from recipe.arguments import DataArguments, parse_args
-from recipe.data import read_cola_tsv, tokenize_cola
+from recipe.data import NO_LABEL, read_cola_tsv, tokenize_cola
 from recipe.predict import load_trained_model, predict_cli, tokenization_settings
+from recipe.predictions import read_predictions_tsv
 
 MAX_SEQ_LENGTH = 12  # not the default 64: predict must read the run's own setting
 
@@ -95,3 +96,18 @@ def test_cli_routes_predict_and_refuses_a_folder_that_is_not_a_model(trained, tm
     assert run_cola.cli(["predict", "--model_dir", str(data), "The cat sat."]) == 2
     error = capsys.readouterr().err
     assert "is not a trained model" in error and str(data) in error
+
+
+def test_predict_tsv_has_the_columns_of_the_runs_predictions_file(trained, tmp_path):
+    out, _ = trained
+    run_file = read_predictions_tsv(out / "in_domain_dev_predictions.tsv")
+    sentence_file = tmp_path / "sentences.txt"
+    sentence_file.write_text("\n".join(run_file.sentences) + "\n", encoding="utf-8")
+    written = tmp_path / "predicted.tsv"
+    written.write_text(run_predict("--model_dir", str(out), "--file", str(sentence_file), "--format", "tsv"))
+    predicted = read_predictions_tsv(written)
+    assert predicted.sentences == run_file.sentences
+    assert set(predicted.sources) == {""} and (predicted.labels == NO_LABEL).all()  # unknown: empty
+    np.testing.assert_array_equal(predicted.predictions, run_file.predictions)
+    # Other batches, other padding: the probabilities agree to float32 rounding, as in the test above.
+    np.testing.assert_allclose(predicted.p_acceptable, run_file.p_acceptable, atol=1e-5)
