@@ -190,6 +190,7 @@ def annotations_path(explicit: str | None, runs: Sequence[ComparedRun]) -> Path 
     run_args = runs[0].run_folders[0] / RUN_ARGS_FILE
     if run_args.is_file():
         recorded = json.loads(run_args.read_text(encoding="utf-8")).get("data_args", {}).get("annotations")
+        recorded = recorded if isinstance(recorded, str) else None
         if recorded and Path(recorded).exists():
             return Path(recorded)
         if recorded:

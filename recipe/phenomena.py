@@ -28,6 +28,7 @@ import codecs
 import csv
 import logging
 import zipfile
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -397,9 +398,7 @@ def describe_issues(issues: Sequence[AnnotationIssue], kind: str) -> list[str]:
     mine = [issue for issue in issues if issue.kind == kind]
     if not mine:
         return [f"{kind}: every annotation row matched an evaluated sentence with the same label."]
-    counts: dict[str, int] = {}
-    for issue in mine:
-        counts[issue.issue.split(" of ")[0]] = counts.get(issue.issue.split(" of ")[0], 0) + 1
+    counts = Counter(issue.issue.split(" of ")[0] for issue in mine)  # "duplicate of line 7" -> "duplicate"
     lines = [
         f"{kind}: "
         + ", ".join(f"{count} {name}" for name, count in counts.items())

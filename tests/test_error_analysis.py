@@ -19,7 +19,7 @@ import run_cola
 from recipe.analysis import write_error_analysis
 from recipe.arguments import parse_args
 from recipe.data import read_cola_tsv
-from recipe.predictions import read_predictions_tsv
+from recipe.predictions import read_predictions_tsv, tsv_text
 
 MAJOR = ("Simple", "Binding", "Question")
 MINOR = ("Copula", "Passive")
@@ -169,3 +169,10 @@ def test_a_model_predicting_one_class_is_called_out(tmp_path, caplog, constant):
     if constant:
         assert "--learning_rate" in section and "--seed" in section
     assert not (tmp_path / "phenomena.csv").exists()  # no annotations, no card
+
+
+def test_a_tab_or_line_break_inside_a_field_is_refused_not_written():
+    assert tsv_text(("a", "b"), [("x", 'say "hi"')]) == 'a\tb\nx\tsay "hi"\n'  # quotes stay as they are
+    for bad in ("one\ttwo", "one\ntwo", "one\rtwo"):
+        with pytest.raises(ValueError, match="row 1, b: .* holds a tab or line break"):
+            tsv_text(("a", "b"), [("x", bad)])
