@@ -148,7 +148,7 @@ def main(
     if training_args.do_predict:  # the unlabeled test set -> CoLA.tsv (GLUE submission format)
         predict_test_submission(trainer, tokenized["test"], raw["test"], training_args.output_dir)
     if trainer.is_world_process_zero():  # <split>_predictions.tsv, phenomena.*, the card's error section
-        write_error_analysis(raw, split_outputs, annotations, training_args.output_dir)
+        write_error_analysis(raw, split_outputs, annotations, data_args, training_args)
     if recipe_args.write_report:
         write_run_report(
             trainer, results, model_args, data_args, training_args, recipe_args, split_predictions

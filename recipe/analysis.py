@@ -52,6 +52,24 @@ def predictions_file(split: str) -> str:
     return f"{split}_predictions.tsv"
 
 
+def predictions_in_dataset_order(data_args: DataArguments, training_args: TrainingArguments) -> bool:
+    """Whether `trainer.predict` returns rows in the dataset's order.
+
+    The stock Trainer (transformers 5) length-groups evaluation batches at random when
+    train_sampling_strategy is group_by_length and does not restore the order; --order_eval_by_length
+    (recipe/eval_order.py) sorts deterministically and does.
+    """
+    strategy = getattr(training_args.train_sampling_strategy, "value", training_args.train_sampling_strategy)
+    return data_args.order_eval_by_length or strategy != "group_by_length"
+
+
+ORDER_HELP = (
+    "with --order_eval_by_length false and train_sampling_strategy group_by_length, the Trainer evaluates "
+    "in a random length-grouped order it does not restore, so predictions cannot be paired with sentences. "
+    "Leave --order_eval_by_length on (the default)."
+)
+
+
 def load_annotations_for_run(
     data_args: DataArguments, raw: datasets.DatasetDict, training_args: TrainingArguments
 ) -> dict[str, AnnotationTable] | None:
@@ -71,14 +89,14 @@ def load_annotations_for_run(
             f"run evaluates none ({why}). Evaluate a CoLA release or GLUE folder with its dev set, or drop "
             "--annotations."
         )
+    if not predictions_in_dataset_order(data_args, training_args):
+        raise ConfigError(f"--annotations scores each sentence's prediction, but {ORDER_HELP}")
     return read_annotations(Path(data_args.annotations))
 
 
 def split_predictions_of(dataset: datasets.Dataset, output: PredictionOutput) -> SplitPredictions:
     """A split's predictions with its sentences, labels and sources (dataset order, as predict returns)."""
     labels = dataset["label"]
-    if output.label_ids is not None and not np.array_equal(np.asarray(output.label_ids), np.asarray(labels)):
-        raise RuntimeError("trainer.predict returned labels in another order than the dataset's.")
     sources = dataset["source"] if "source" in dataset.column_names else None
     return predictions_from_logits(output.predictions, dataset["sentence"], labels, sources)
 
@@ -125,16 +143,18 @@ def write_error_analysis(
     raw: datasets.DatasetDict,
     outputs: Mapping[str, PredictionOutput],
     annotations: dict[str, AnnotationTable] | None,
-    output_dir: str | Path,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
 ) -> list[Path]:
-    """Write each evaluated split's predictions TSV, the phenomena files (with annotations) and the model
-    card's section; warn when the model predicts one class for every validation sentence.
+    """Write into --output_dir each evaluated split's predictions TSV, the phenomena files (with
+    annotations) and the model card's section; warn when the model predicts one class for every
+    validation sentence.
 
     `outputs`: split -> the `trainer.predict` output of that split. Files of an earlier run that this run
     does not rewrite (phenomena.*, the card section) are removed, so the card never shows stale results.
     Returns the paths written.
     """
-    output_dir = Path(output_dir)
+    output_dir = Path(training_args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     for name in (*PHENOMENA_FILES, CARD_SECTION_FILE):
         (output_dir / name).unlink(missing_ok=True)
@@ -142,7 +162,15 @@ def write_error_analysis(
         return []
     written = []
     predictions = {split: split_predictions_of(raw[split], output) for split, output in outputs.items()}
+    in_order = predictions_in_dataset_order(data_args, training_args)
     for split, split_predictions in predictions.items():
+        label_ids = outputs[split].label_ids
+        if in_order and label_ids is not None and not np.array_equal(label_ids, split_predictions.labels):
+            raise RuntimeError(
+                f"{split}: trainer.predict returned the labels in another order than the dataset's."
+            )
+        if not in_order:
+            break
         written.append(
             write_text_atomic(output_dir / predictions_file(split), predictions_tsv_text(split_predictions))
         )
@@ -153,6 +181,10 @@ def write_error_analysis(
     if warning:
         logger.warning(warning)
         sections += [f"**Warning: this run learned nothing.** {warning}", ""]
+    if not in_order:  # whether one class was predicted for all needs no order; the rest does
+        logger.warning("Per-sentence predictions are not written: %s", ORDER_HELP)
+        sections += [f"Per-sentence predictions are not written: {ORDER_HELP}", ""]
+        return [*written, write_text_atomic(output_dir / CARD_SECTION_FILE, "\n".join(sections))]
     names = ", ".join(f"`{predictions_file(split)}`" for split in predictions)
     sections += [f"Per-sentence predictions ({', '.join(PREDICTION_COLUMNS)}): {names}.", ""]
     # dev is in_domain_dev + out_of_domain_dev: its errors are already listed when both are there.

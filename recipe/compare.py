@@ -207,7 +207,7 @@ def feature_groups(
 ) -> list[tuple[str, str, np.ndarray]]:
     """(kind, feature, positions) to compare in a split: the whole split, then each annotated feature."""
     groups = [(*WHOLE_SPLIT, np.arange(len(reference)))]
-    if not tables:
+    if not tables or split not in SCORED_SPLITS:  # validation comes from train: never annotated
         return groups
     matched, _ = match_annotations(tables, {split: (reference.sentences, reference.labels)})
     for kind, table in tables.items():
@@ -346,8 +346,8 @@ def plot_comparison(
             axes_row[1].set_yticks(y, names)
             axes_row[1].axvline(0, color="black", linewidth=0.8)
             axes_row[1].set(
-                title=f"{split}: {runs[1].name} - {runs[0].name} (95% paired bootstrap; red: excludes 0)",
-                xlabel="MCC difference",
+                title=f"{split}: {runs[1].name} - {runs[0].name}",
+                xlabel="MCC difference, 95% paired bootstrap interval (red: excludes 0)",
             )
         for axes in axes_row:
             axes.invert_yaxis()

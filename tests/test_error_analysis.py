@@ -13,11 +13,12 @@ import pytest
 from conftest import fast_args, write_cola_release, write_tsv
 from sklearn.metrics import matthews_corrcoef
 from test_reporting import assert_real_png
+from transformers import TrainingArguments
 from transformers.trainer_utils import PredictionOutput
 
 import run_cola
-from recipe.analysis import write_error_analysis
-from recipe.arguments import parse_args
+from recipe.analysis import load_annotations_for_run, write_error_analysis
+from recipe.arguments import ConfigError, DataArguments, parse_args
 from recipe.data import read_cola_tsv
 from recipe.predictions import read_predictions_tsv, tsv_text
 
@@ -153,15 +154,20 @@ def constant_output(n: int, constant: bool) -> PredictionOutput:
     return PredictionOutput(predictions=logits, label_ids=np.array([1, 0] * (n // 2)), metrics={})
 
 
-@pytest.mark.parametrize("constant", [True, False])
-def test_a_model_predicting_one_class_is_called_out(tmp_path, caplog, constant):
+def four_sentences() -> datasets.DatasetDict:
     split = datasets.Dataset.from_dict(
         {"source": ["s"] * 4, "label": [1, 0, 1, 0], "sentence": ["A b.", "C d.", "E f.", "G h."]}
     )
-    raw = datasets.DatasetDict({"validation": split, "in_domain_dev": split})
+    return datasets.DatasetDict({"validation": split, "in_domain_dev": split})
+
+
+@pytest.mark.parametrize("constant", [True, False])
+def test_a_model_predicting_one_class_is_called_out(tmp_path, caplog, constant):
+    raw = four_sentences()
     outputs = {"validation": constant_output(4, constant), "in_domain_dev": constant_output(4, False)}
+    training_args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True)
     with caplog.at_level(logging.WARNING, logger="recipe.analysis"):
-        write_error_analysis(raw, outputs, None, tmp_path)
+        write_error_analysis(raw, outputs, None, DataArguments(), training_args)
     section = (tmp_path / "error_analysis.md").read_text(encoding="utf-8")
     warned = "'acceptable' for all 4 validation sentences (MCC 0)" in caplog.text
     assert warned == constant
@@ -176,3 +182,25 @@ def test_a_tab_or_line_break_inside_a_field_is_refused_not_written():
     for bad in ("one\ttwo", "one\ntwo", "one\rtwo"):
         with pytest.raises(ValueError, match="row 1, b: .* holds a tab or line break"):
             tsv_text(("a", "b"), [("x", bad)])
+
+
+def test_without_predictions_in_dataset_order_nothing_per_sentence_is_written(tmp_path, caplog):
+    # The stock Trainer's length-grouped evaluation (transformers 5) does not restore the dataset's order.
+    data_args = DataArguments(order_eval_by_length=False)
+    training_args = TrainingArguments(
+        output_dir=str(tmp_path),
+        report_to=[],
+        use_cpu=True,
+        do_eval=True,
+        train_sampling_strategy="group_by_length",
+    )
+    outputs = {"validation": constant_output(4, True), "in_domain_dev": constant_output(4, False)}
+    with caplog.at_level(logging.WARNING, logger="recipe.analysis"):
+        write_error_analysis(four_sentences(), outputs, None, data_args, training_args)
+    assert not list(tmp_path.glob("*_predictions.tsv"))
+    section = (tmp_path / "error_analysis.md").read_text(encoding="utf-8")
+    assert "Per-sentence predictions are not written" in section and "--order_eval_by_length" in section
+    assert "this run learned nothing" in section  # a constant answer is one in any order
+    data_args.annotations = str(tmp_path)
+    with pytest.raises(ConfigError, match="--annotations scores each sentence's prediction"):
+        load_annotations_for_run(data_args, four_sentences(), training_args)
