@@ -382,9 +382,8 @@ def model_card(
         "",
         f"This folder holds {kept}.",
         "",
-        card_section(
-            training_args.output_dir
-        ),  # predictions, confident errors, phenomena (recipe/analysis.py)
+        # Predictions, confident errors, report card: written by recipe/analysis.py after evaluation.
+        card_section(training_args.output_dir),
         "## Training, per epoch",
         "",
         markdown_table(EPOCH_COLUMNS, [[row[key] for key in EPOCH_COLUMNS] for row in rows])
