@@ -163,14 +163,12 @@ def write_error_analysis(
     written = []
     predictions = {split: split_predictions_of(raw[split], output) for split, output in outputs.items()}
     in_order = predictions_in_dataset_order(data_args, training_args)
-    for split, split_predictions in predictions.items():
+    for split, split_predictions in predictions.items() if in_order else ():
         label_ids = outputs[split].label_ids
-        if in_order and label_ids is not None and not np.array_equal(label_ids, split_predictions.labels):
+        if label_ids is not None and not np.array_equal(label_ids, split_predictions.labels):
             raise RuntimeError(
                 f"{split}: trainer.predict returned the labels in another order than the dataset's."
             )
-        if not in_order:
-            break
         written.append(
             write_text_atomic(output_dir / predictions_file(split), predictions_tsv_text(split_predictions))
         )
