@@ -18,10 +18,13 @@ from collections.abc import Callable
 
 import numpy as np
 from transformers import TrainingArguments, set_seed
+from transformers.trainer_utils import PredictionOutput
 
+from recipe.analysis import load_annotations_for_run, write_error_analysis
 from recipe.arguments import ConfigError, DataArguments, ModelArguments, RecipeArguments, parse_args
 from recipe.best_model import configure_best_model
 from recipe.checkpoints import resolve_resume_checkpoint
+from recipe.compare import compare_cli
 from recipe.data import DataError, check_splits_for_run, count_truncated, load_cola_splits, tokenize_cola
 from recipe.distributed import apply_global_batch_size, launch_summary
 from recipe.hardware import env_cli
@@ -68,6 +71,7 @@ def main(
     check_max_seq_length(model_args, data_args.max_seq_length)  # from the model's config, before the data
     raw = load_cola_splits(data_args, seed=training_args.seed)
     check_splits_for_run(raw, training_args)
+    annotations = load_annotations_for_run(data_args, raw, training_args)  # a bad file stops us here
     tokenizer = load_tokenizer(model_args)
     model = load_model(model_args)
     match_tokenizer_to_model(tokenizer, model)  # before tokenizing: no token_type_ids for models without them
@@ -93,6 +97,7 @@ def main(
 
     results: dict[str, float] = dict(truncated)
     split_predictions: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    split_outputs: dict[str, PredictionOutput] = {}
     if training_args.do_train:
         train_result = trainer.train(resume_from_checkpoint=resume_from)
         raise_if_interrupted(stop_on_signal)
@@ -112,6 +117,7 @@ def main(
             output = trainer.predict(tokenized[split], metric_key_prefix=prefix)
             trainer.log(output.metrics)  # as evaluate() does: log history, TensorBoard
             split_predictions[split] = predicted_labels(output)
+            split_outputs[split] = output
             metrics = {**output.metrics, f"{prefix}_samples": len(tokenized[split])}
             trainer.log_metrics(prefix, metrics)
             trainer.save_metrics(prefix, metrics)
@@ -122,6 +128,8 @@ def main(
 
     if training_args.do_predict:  # the unlabeled test set -> CoLA.tsv (GLUE submission format)
         predict_test_submission(trainer, tokenized["test"], raw["test"], training_args.output_dir)
+    if trainer.is_world_process_zero():  # <split>_predictions.tsv, phenomena.*, the card's error section
+        write_error_analysis(raw, split_outputs, annotations, data_args, training_args)
     if recipe_args.write_report:
         write_run_report(
             trainer, results, model_args, data_args, training_args, recipe_args, split_predictions
@@ -141,6 +149,7 @@ SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {
     "seeds": functools.partial(seeds_cli, train=main),
     "search": search_cli,  # hyperparameter search (recipe/search.py)
     "env": env_cli,  # the machine, the library versions and the defaults chosen here (bug reports)
+    "compare": compare_cli,  # runs side by side, per split and phenomenon (recipe/compare.py)
 }
 
 

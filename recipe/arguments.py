@@ -199,6 +199,15 @@ class DataArguments:
             "of predictions are unchanged (recipe/eval_order.py)."
         },
     )
+    annotations: str | None = field(
+        default=None,
+        metadata={
+            "help": "CoLA's grammatical annotations (the folder with CoLA_grammatical_annotations_major_features.tsv "
+            "/ _minor_features.tsv, the release zip, or a folder with in_domain_major_features.tsv ...): after "
+            "evaluation, MCC per phenomenon on each dev split -> phenomena.csv/.md/.png and the model card "
+            "(recipe/phenomena.py). Checked before training."
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.max_seq_length < 3:

@@ -3,7 +3,8 @@
 Built on the stock `pipeline("text-classification", model=OUT)` that the model card shows, so the
 Python snippet and the CLI share one path. Sentences come from the arguments, from `--file` (one per
 line) or from standard input. Each gets its label (acceptable / unacceptable) and the probability of
-"acceptable", as a table or as JSON lines (`--format jsonl`). Truncation is the training's own
+"acceptable", as a table, as JSON lines (`--format jsonl`) or in the columns of a run's
+`<split>_predictions.tsv` (`--format tsv`, label empty). Truncation is the training's own
 (max_seq_length from the run's run_args.json); sentences go through the pipeline in batches sorted by
 length (less padding) and come back in input order.
 """
@@ -24,6 +25,7 @@ from transformers import Pipeline, pipeline
 
 from recipe.arguments import DataArguments
 from recipe.model import CheckpointError
+from recipe.predictions import PREDICTION_COLUMNS, tsv_text
 from recipe.reporting import RUN_ARGS_FILE
 
 logger = logging.getLogger(__name__)
@@ -249,6 +251,15 @@ def format_jsonl(predictions: Iterable[Prediction]) -> str:
     )
 
 
+def format_tsv(predictions: Iterable[Prediction]) -> str:
+    """The columns of a run's `<split>_predictions.tsv` (recipe/predictions.py), label and source empty."""
+    # p > 0.5 is the argmax of two softmax probabilities (a tie goes to index 0, unacceptable, in both).
+    rows = (
+        ("", "", int(p.prob_acceptable > 0.5), f"{p.prob_acceptable:.6f}", p.sentence) for p in predictions
+    )
+    return tsv_text(PREDICTION_COLUMNS, rows).rstrip("\n")
+
+
 def build_predict_parser() -> argparse.ArgumentParser:
     """Flags of `run_cola.py predict`."""
     parser = argparse.ArgumentParser(
@@ -259,7 +270,12 @@ def build_predict_parser() -> argparse.ArgumentParser:
     parser.add_argument("sentences", nargs="*", help="Sentences to label (else --file or standard input).")
     parser.add_argument("--model_dir", required=True, help="The --output_dir of a training run.")
     parser.add_argument("--file", default=None, help="A UTF-8 text file, one sentence per line ('-': stdin).")
-    parser.add_argument("--format", choices=("table", "jsonl"), default="table", help="Output format.")
+    parser.add_argument(
+        "--format",
+        choices=("table", "jsonl", "tsv"),
+        default="table",
+        help="Output format; tsv: the columns of a run's <split>_predictions.tsv (label empty).",
+    )
     parser.add_argument("--batch_size", type=int, default=64, help="Sentences per forward pass.")
     parser.add_argument(
         "--max_seq_length", type=int, default=None, help="Override the training run's truncation length."
@@ -299,6 +315,10 @@ def predict_cli(argv: list[str], stdin: TextIO | None = None, stdout: TextIO | N
     acceptable = acceptable_label(classifier.model.config.id2label, options.acceptable_label, model_dir)
     max_seq_length = training_max_seq_length(model_dir, classifier, options.max_seq_length)
     predictions = predict_sentences(sentences, classifier, max_seq_length, acceptable, options.batch_size)
-    formatted = format_jsonl(predictions) if options.format == "jsonl" else format_table(predictions)
+    formatters = {"table": format_table, "jsonl": format_jsonl, "tsv": format_tsv}
+    try:
+        formatted = formatters[options.format](predictions)
+    except ValueError as err:  # a tab inside a sentence cannot go into a TSV row
+        parser.error(str(err))
     print(formatted, file=stdout)
     return 0

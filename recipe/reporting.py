@@ -45,6 +45,7 @@ from transformers.trainer_utils import PredictionOutput  # noqa: E402
 from recipe.arguments import DataArguments, ModelArguments, RecipeArguments, parse_args  # noqa: E402
 from recipe.metrics import compute_mcc  # noqa: E402
 from recipe.model import PACKAGE_SCHEME  # noqa: E402
+from recipe.predictions import card_section  # noqa: E402
 from recipe.versions import run_versions  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -530,6 +531,8 @@ def card_sections(
         "## Results\n\n"
         + markdown_table(["split", "examples", "MCC", "accuracy", "loss"], result_rows)
         + f"\n\nThis folder holds {kept}.",
+        # Predictions, confident errors, report card: written by recipe/analysis.py after evaluation.
+        card_section(training_args.output_dir),
         "## Training, per epoch\n\n"
         + (
             markdown_table(EPOCH_COLUMNS, [[row[key] for key in EPOCH_COLUMNS] for row in rows])
@@ -576,7 +579,11 @@ def model_card(
     sections = card_sections(
         model_args, data_args, training_args, recipe_args, results, prefixes, rows, state
     )
-    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n")
+    return ModelCard(
+        f"---\n{data.to_yaml()}\n---\n\n"
+        + "\n\n".join(section.strip() for section in sections if section.strip())
+        + "\n"
+    )
 
 
 def truncation_line(results: dict[str, float], max_seq_length: int) -> str:

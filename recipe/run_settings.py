@@ -91,6 +91,7 @@ NOT_RESULT_SHAPING = frozenset(
         "data_cache_dir",
         "download",
         "order_eval_by_length",
+        "annotations",
         # RecipeArguments: folder handling, reports, and `run_cola.py search` options
         "overwrite_output",
         "fallback_to_previous_checkpoint",

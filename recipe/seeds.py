@@ -4,7 +4,9 @@ Each seed trains into OUTPUT_DIR/seed-N with the same flags otherwise. A seed wh
 all_results.json (a finished run) is not retrained, and an interrupted one resumes from its last
 checkpoint (recipe/checkpoints.py), so the command can simply be run again. The summary goes to
 OUTPUT_DIR: seeds.csv (one row per run), seeds.md (the runs, then mean/std/min/max per split) and
-seeds.png (each run's MCC per split over a box plot).
+seeds.png (each run's MCC per split over a box plot). Runs with the grammar report card (--annotations)
+add its aggregate: mean +- std of each phenomenon's MCC over the seeds in seeds_phenomena.csv (major and
+minor features), a section of seeds.md (major features) and seeds_phenomena.png.
 """
 
 from __future__ import annotations
@@ -20,12 +22,15 @@ from typing import Any
 import numpy as np
 
 from recipe.arguments import parse_args
+from recipe.phenomena import read_scores_csv
 from recipe.reporting import SPLIT_TITLES, markdown_table, plt, save_figure
 
 logger = logging.getLogger(__name__)
 
 SEED_SPLITS = ("eval", "in_domain_dev", "out_of_domain_dev")
 RESULTS_FILE = "all_results.json"
+PHENOMENA_CSV = "phenomena.csv"
+SEED_PHENOMENA_COLUMNS = ("split", "kind", "feature", "n", "runs", "mean", "std", "min", "max")
 
 
 def seed_dir(output_dir: Path, seed: int) -> Path:
@@ -112,9 +117,108 @@ def write_seed_summary(rows: Sequence[dict[str, Any]], output_dir: Path) -> str:
         f"# MCC across {len(rows)} seeds\n\n## Runs\n\n{runs_table}\n\n"
         f"## Per split (std: sample standard deviation)\n\n{stats_table}\n"
     )
+    phenomena = seed_phenomena(output_dir, [row["seed"] for row in rows])
+    if phenomena:
+        write_seed_phenomena_csv(phenomena, output_dir / "seeds_phenomena.csv")
+        plot_seed_phenomena(phenomena, output_dir / "seeds_phenomena.png")
+        text += "\n" + seed_phenomena_markdown(phenomena, len(rows))
+    else:  # none of these runs has a card: an earlier summary's files would be stale
+        for name in ("seeds_phenomena.csv", "seeds_phenomena.png"):
+            (output_dir / name).unlink(missing_ok=True)
     (output_dir / "seeds.md").write_text(text, encoding="utf-8")
     plot_seeds(rows, splits, output_dir / "seeds.png")
     return text
+
+
+def seed_phenomena(output_dir: Path, seeds: Sequence[int]) -> list[dict[str, Any]]:
+    """Per split x kind x feature: sentences, and runs/mean/std/min/max of the MCC over the seeds' cards.
+
+    Empty when no seed has a phenomena.csv; seeds without one are named in the log and left out.
+    """
+    cards = {seed: seed_dir(output_dir, seed) / PHENOMENA_CSV for seed in seeds}
+    present = {seed: path for seed, path in cards.items() if path.is_file()}
+    if not present:
+        return []
+    if len(present) < len(cards):
+        logger.warning(
+            "seeds %s have no %s (run without --annotations?); the phenomena summary covers seeds %s only.",
+            sorted(set(cards) - set(present)),
+            PHENOMENA_CSV,
+            sorted(present),
+        )
+    values: dict[tuple[str, str, str], list[float]] = {}
+    counts: dict[tuple[str, str, str], int] = {}
+    for path in present.values():
+        for score in read_scores_csv(path):
+            key = (score.split, score.kind, score.feature)
+            values.setdefault(key, [])
+            counts[key] = score.n
+            if score.mcc is not None:
+                values[key].append(score.mcc)
+    rows = []
+    for (split, kind, feature), mccs in values.items():
+        stats = split_statistics([{"mcc": value} for value in mccs], "mcc")
+        rows.append(
+            {"split": split, "kind": kind, "feature": feature, "n": counts[(split, kind, feature)], **stats}
+        )
+    return rows
+
+
+def write_seed_phenomena_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    """seeds_phenomena.csv: SEED_PHENOMENA_COLUMNS, empty cells where a value is undefined."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(SEED_PHENOMENA_COLUMNS)
+        for row in rows:
+            writer.writerow(["" if row[key] is None else row[key] for key in SEED_PHENOMENA_COLUMNS])
+
+
+def mean_std_text(row: dict[str, Any]) -> str:
+    """'0.412 +- 0.031' (or the mean alone for one run, a dash for none)."""
+    if row["mean"] is None:
+        return "–"
+    return f"{row['mean']:.3f}" + (f" ± {row['std']:.3f}" if row["std"] is not None else "")
+
+
+def seed_phenomena_markdown(rows: Sequence[dict[str, Any]], n_seeds: int) -> str:
+    """The seeds.md section: per split, each major feature's MCC as mean ± std over the seeds."""
+    parts = [
+        f"## MCC per phenomenon across {n_seeds} seeds (major features; all features: seeds_phenomena.csv)\n"
+    ]
+    for split in dict.fromkeys(row["split"] for row in rows):
+        table = [
+            [row["feature"], row["n"], row["runs"], mean_std_text(row), row["min"], row["max"]]
+            for row in rows
+            if row["split"] == split and row["kind"] == "major"
+        ]
+        parts.append(
+            f"### {split}\n\n"
+            + markdown_table(["feature", "sentences", "runs", "MCC mean ± std", "min", "max"], table)
+            + "\n"
+        )
+    return "\n".join(parts)
+
+
+def plot_seed_phenomena(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    """Major features: mean MCC over the seeds with ± one standard deviation, one bar per split."""
+    major = [row for row in rows if row["kind"] == "major"]
+    features = list(dict.fromkeys(row["feature"] for row in major))
+    splits = list(dict.fromkeys(row["split"] for row in major))
+    height = 0.8 / max(1, len(splits))
+    figure, axes = plt.subplots(figsize=(9, 1.5 + 0.45 * len(features)))
+    for offset, split in enumerate(splits):
+        by_feature = {row["feature"]: row for row in major if row["split"] == split}
+        means = [np.nan if by_feature[f]["mean"] is None else by_feature[f]["mean"] for f in features]
+        stds = [by_feature[f]["std"] or 0.0 for f in features]
+        y = np.arange(len(features)) + (offset - (len(splits) - 1) / 2) * height
+        axes.barh(y, means, height=height, xerr=stds, capsize=2, label=split)
+    axes.set_yticks(np.arange(len(features)), features)
+    axes.invert_yaxis()
+    axes.axvline(0, color="black", linewidth=0.8)
+    axes.set(title="MCC per phenomenon: mean ± std over seeds", xlabel="MCC", xlim=(-1.05, 1.05))
+    axes.legend(loc="lower right")
+    axes.grid(axis="x", alpha=0.3)
+    save_figure(figure, path)
 
 
 def plot_seeds(rows: Sequence[dict[str, Any]], splits: Sequence[str], path: Path) -> None:
@@ -156,5 +260,10 @@ def seeds_cli(argv: list[str], train: Callable[..., Any]) -> int:
     print(
         f"seeds: {len(rows)} runs ({len(trained)} trained now, {len(rows) - len(trained)} already finished) | "
         f"written to {output_dir}: seeds.md, seeds.csv, seeds.png"
+        + (
+            ", seeds_phenomena.csv, seeds_phenomena.png"
+            if (output_dir / "seeds_phenomena.csv").is_file()
+            else ""
+        )
     )
     return 0

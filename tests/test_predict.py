@@ -24,9 +24,10 @@ from transformers import (
 
 import run_cola
 from recipe.arguments import DataArguments, parse_args
-from recipe.data import read_cola_tsv, tokenize_cola
+from recipe.data import NO_LABEL, read_cola_tsv, tokenize_cola
 from recipe.model import COLA_LABELS, CheckpointError
 from recipe.predict import load_cola_pipeline, predict_cli, training_max_seq_length
+from recipe.predictions import read_predictions_tsv
 from recipe.reporting import RUN_ARGS_FILE
 
 MAX_SEQ_LENGTH = 12  # not the default 64: predict must read the run's own setting
@@ -240,3 +241,18 @@ def test_a_model_saved_by_another_tool_says_which_label_is_acceptable(tiny_bert,
     )
     with pytest.raises(CheckpointError, match="LABEL_0, LABEL_1"):
         run_predict("--model_dir", str(tiny_bert), "--acceptable_label", "acceptable", "The cat sat.")
+
+
+def test_predict_tsv_has_the_columns_of_the_runs_predictions_file(trained, tmp_path):
+    out, _ = trained
+    run_file = read_predictions_tsv(out / "in_domain_dev_predictions.tsv")
+    sentence_file = tmp_path / "sentences.txt"
+    sentence_file.write_text("\n".join(run_file.sentences) + "\n", encoding="utf-8")
+    written = tmp_path / "predicted.tsv"
+    written.write_text(run_predict("--model_dir", str(out), "--file", str(sentence_file), "--format", "tsv"))
+    predicted = read_predictions_tsv(written)
+    assert predicted.sentences == run_file.sentences
+    assert set(predicted.sources) == {""} and (predicted.labels == NO_LABEL).all()  # unknown: empty
+    np.testing.assert_array_equal(predicted.predictions, run_file.predictions)
+    # Other batches, other padding: the probabilities agree to float32 rounding, as in the test above.
+    np.testing.assert_allclose(predicted.p_acceptable, run_file.p_acceptable, atol=1e-5)

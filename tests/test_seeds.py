@@ -9,7 +9,8 @@ from conftest import fast_args, write_cola_release
 from test_reporting import assert_real_png
 
 import run_cola
-from recipe.seeds import seeds_cli, split_statistics
+from recipe.phenomena import PhenomenonScore, write_scores_csv
+from recipe.seeds import seeds_cli, split_statistics, write_seed_summary
 
 
 def test_split_statistics_use_the_sample_standard_deviation():
@@ -55,3 +56,27 @@ def test_duplicate_seeds_are_refused(capsys):
     with pytest.raises(SystemExit):
         seeds_cli(["--seeds", "1", "1"], train=run_cola.main)
     assert "duplicates" in capsys.readouterr().err
+
+
+def test_the_report_cards_of_the_seeds_are_summarised_per_feature(tmp_path):
+    out = tmp_path / "seeds"
+    for seed, (simple, binding) in {1: (0.2, None), 2: (0.4, None), 3: (0.6, 0.5)}.items():
+        (out / f"seed-{seed}").mkdir(parents=True)
+        scores = [
+            PhenomenonScore("in_domain_dev", "major", "Simple", 40, simple, 0.8, simple - 0.1, simple + 0.1),
+            PhenomenonScore("in_domain_dev", "major", "Binding", 3, binding, None, None, None),
+            PhenomenonScore("in_domain_dev", "minor", "Copula", 12, 0.1 * seed, 0.7, 0.0, 0.5),
+        ]
+        write_scores_csv(scores, out / f"seed-{seed}" / "phenomena.csv")
+    rows = [
+        {"seed": seed, "eval": 0.3, "in_domain_dev": 0.3, "out_of_domain_dev": None} for seed in (1, 2, 3)
+    ]
+    text = write_seed_summary(rows, out)
+    with (out / "seeds_phenomena.csv").open(encoding="utf-8") as handle:
+        summary = {row["feature"]: row for row in csv.DictReader(handle)}
+    assert float(summary["Simple"]["mean"]) == pytest.approx(0.4)
+    assert float(summary["Simple"]["std"]) == pytest.approx(0.2)  # sample std of 0.2, 0.4, 0.6
+    assert summary["Binding"]["runs"] == "1" and summary["Binding"]["std"] == ""  # undefined for one run
+    assert float(summary["Copula"]["mean"]) == pytest.approx(0.2)
+    assert "| Simple | 40 | 3 | 0.400 ± 0.200 |" in text and "Copula" not in text  # minor: the CSV only
+    assert_real_png(out / "seeds_phenomena.png")
