@@ -50,7 +50,8 @@ def order_data(tmp_path_factory) -> Path:
 
 def learn_the_rule(model: Path, data: Path, out: Path) -> dict[str, float]:
     """Train on the rule; return the held-out MCCs the learning test judges."""
-    flags = fast_args(model, data, out, "--num_train_epochs", "6", "--learning_rate", "3e-3")
+    # 8 epochs at 3e-3 reach 0.97 / 0.96 on the stock path (6 epochs: 0.66; 6 at 1e-3: 0.58).
+    flags = fast_args(model, data, out, "--num_train_epochs", "8", "--learning_rate", "3e-3")
     flags += ["--per_device_train_batch_size", "32"]
     results = run_cola.main(*parse_args([*flags, "--save_strategy", "no", "--write_report", "false"]))
     return {split: results[f"{split}_matthews_correlation"] for split in ("eval", "in_domain_dev")}
