@@ -57,16 +57,20 @@ def predictions_in_dataset_order(data_args: DataArguments, training_args: Traini
 
     The stock Trainer (transformers 5) length-groups evaluation batches at random when
     train_sampling_strategy is group_by_length and does not restore the order; --order_eval_by_length
-    (recipe/eval_order.py) sorts deterministically and does.
+    (recipe/eval_order.py) sorts deterministically and does, on one process. With several processes each
+    rank evaluates its own shard with the stock sampler, and the gathered rows are not paired back.
     """
+    if training_args.world_size > 1:
+        return False
     strategy = getattr(training_args.train_sampling_strategy, "value", training_args.train_sampling_strategy)
     return data_args.order_eval_by_length or strategy != "group_by_length"
 
 
 ORDER_HELP = (
-    "with --order_eval_by_length false and train_sampling_strategy group_by_length, the Trainer evaluates "
-    "in a random length-grouped order it does not restore, so predictions cannot be paired with sentences. "
-    "Leave --order_eval_by_length on (the default)."
+    "predictions are paired with sentences only on one process with --order_eval_by_length on (the "
+    "default); with several processes, or with --order_eval_by_length false and train_sampling_strategy "
+    "group_by_length, the Trainer evaluates in an order it does not restore. Evaluate the saved model in "
+    "one process (python run_cola.py --model_name_or_path OUT --do_train false ...) for per-sentence files."
 )
 
 

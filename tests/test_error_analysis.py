@@ -204,3 +204,15 @@ def test_without_predictions_in_dataset_order_nothing_per_sentence_is_written(tm
     data_args.annotations = str(tmp_path)
     with pytest.raises(ConfigError, match="--annotations scores each sentence's prediction"):
         load_annotations_for_run(data_args, four_sentences(), training_args)
+
+
+def test_several_processes_never_claim_dataset_order():
+    """Each rank evaluates its own shard with the stock sampler: rows are not paired back (2 processes)."""
+    from types import SimpleNamespace
+
+    from recipe.analysis import predictions_in_dataset_order
+
+    one = SimpleNamespace(world_size=1, train_sampling_strategy="group_by_length")
+    two = SimpleNamespace(world_size=2, train_sampling_strategy="sequential")
+    assert predictions_in_dataset_order(DataArguments(), one) is True
+    assert predictions_in_dataset_order(DataArguments(), two) is False
