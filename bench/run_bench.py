@@ -118,14 +118,9 @@ def display_path(path: str) -> str:
     """A path as the report shows it, with no machine's absolute path: relative to the repository when
     beside it (../shared/...), `package:NAME/...` inside an installed package, else the folder's name."""
     resolved = Path(path).resolve()
-    try:
-        return (
-            os.path.relpath(resolved, REPO)
-            if resolved.is_relative_to(REPO.parent)
-            else _package_path(resolved)
-        )
-    except ValueError:
-        return resolved.name
+    if "site-packages" in resolved.parts:
+        return _package_path(resolved)
+    return os.path.relpath(resolved, REPO) if resolved.is_relative_to(REPO.parent) else resolved.name
 
 
 def _package_path(path: Path) -> str:
