@@ -32,6 +32,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -528,13 +529,19 @@ def plot_phenomena(scores: Sequence[PhenomenonScore], path: Path) -> None:
             for f, v in zip(features, values, strict=True)
         ]
         axes.barh(y, values, height=height, xerr=[low, high], capsize=2, label=split)
-    axes.set_yticks(np.arange(len(features)), [f"{f} ({_counts(major, f, splits)})" for f in features])
+    labels = [f"{f} ({_counts(major, f, splits)})" for f in features]
+    finish_feature_axes(axes, labels, "MCC per phenomenon (95% bootstrap interval)")
+    save_figure(figure, path)
+
+
+def finish_feature_axes(axes: Any, labels: Sequence[str], title: str) -> None:
+    """The common frame of a per-feature MCC bar chart (report card, seeds): one row per feature, top down."""
+    axes.set_yticks(np.arange(len(labels)), labels)
     axes.invert_yaxis()
     axes.axvline(0, color="black", linewidth=0.8)
-    axes.set(title="MCC per phenomenon (95% bootstrap interval)", xlabel="MCC", xlim=(-1.05, 1.05))
+    axes.set(title=title, xlabel="MCC", xlim=(-1.05, 1.05))
     axes.legend(loc="lower right")
     axes.grid(axis="x", alpha=0.3)
-    save_figure(figure, path)
 
 
 def _counts(scores: Sequence[PhenomenonScore], feature: str, splits: Sequence[str]) -> str:

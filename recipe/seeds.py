@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from recipe.arguments import parse_args
-from recipe.phenomena import read_scores_csv
+from recipe.phenomena import finish_feature_axes, read_scores_csv
 from recipe.reporting import SPLIT_TITLES, markdown_table, plt, save_figure
 
 logger = logging.getLogger(__name__)
@@ -212,12 +212,7 @@ def plot_seed_phenomena(rows: Sequence[dict[str, Any]], path: Path) -> None:
         stds = [by_feature[f]["std"] or 0.0 for f in features]
         y = np.arange(len(features)) + (offset - (len(splits) - 1) / 2) * height
         axes.barh(y, means, height=height, xerr=stds, capsize=2, label=split)
-    axes.set_yticks(np.arange(len(features)), features)
-    axes.invert_yaxis()
-    axes.axvline(0, color="black", linewidth=0.8)
-    axes.set(title="MCC per phenomenon: mean ± std over seeds", xlabel="MCC", xlim=(-1.05, 1.05))
-    axes.legend(loc="lower right")
-    axes.grid(axis="x", alpha=0.3)
+    finish_feature_axes(axes, features, "MCC per phenomenon: mean ± std over seeds")
     save_figure(figure, path)
 
 
