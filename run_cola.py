@@ -37,6 +37,7 @@ from recipe.model import (
     load_tokenizer,
     match_tokenizer_to_model,
 )
+from recipe.network import check_network
 from recipe.predict import predict_cli
 from recipe.reporting import EpochTimerCallback, predicted_labels, write_run_report
 from recipe.run_settings import RunSettingsCallback, result_settings
@@ -61,6 +62,7 @@ def main(
     recipe_args = recipe_args or RecipeArguments()
     # Tokens (--hub_token, $HF_TOKEN...) are masked in every log line from here on.
     setup_logging(training_args, (model_args, data_args, training_args, recipe_args))
+    check_network(model_args, data_args)  # without a network: one message with the offline commands, at once
     apply_global_batch_size(training_args, recipe_args)  # before the Trainer reads the batch size
     logger.info("Training arguments: %s", training_args.to_json_string())
     # --push_to_hub: the Trainer gets push_to_hub=False (no push at every save); one upload at the end.

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 import datasets
+import huggingface_hub.utils.logging
 import transformers
 from transformers import TrainingArguments
 
@@ -28,5 +29,12 @@ def setup_logging(training_args: TrainingArguments, arguments: tuple[Any, ...] =
     for name in RECIPE_LOGGERS:
         logging.getLogger(name).setLevel(level)
     datasets.utils.logging.set_verbosity(level)
+    # huggingface_hub adds a bare handler of its own and also propagates to the root's: each line came
+    # twice. Its lines now go through the root handler alone, formatted like every other line.
+    hub_logger = logging.getLogger("huggingface_hub")
+    for handler in list(hub_logger.handlers):
+        hub_logger.removeHandler(handler)
+    hub_logger.propagate = True
+    huggingface_hub.utils.logging.set_verbosity(level)
     transformers.utils.logging.set_verbosity(level)
     install_log_redaction(secret_values(arguments))

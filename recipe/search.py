@@ -31,6 +31,7 @@ from recipe.arguments import ConfigError, DataArguments, ModelArguments, RecipeA
 from recipe.data import load_cola_splits, split_seed, tokenize_cola
 from recipe.logs import setup_logging
 from recipe.model import load_model, load_tokenizer
+from recipe.network import check_network
 from recipe.reporting import arguments_as_dicts
 from recipe.trainer import build_trainer
 
@@ -484,5 +485,6 @@ def search_cli(argv: list[str]) -> int:
     """`python run_cola.py search ...`: parse the usual flags plus `--n_trials`/`--search_*`, and search."""
     model_args, data_args, training_args, recipe_args = parse_args(argv)
     setup_logging(training_args, (model_args, data_args, training_args, recipe_args))
+    check_network(model_args, data_args)
     summary = run_search(model_args, data_args, training_args, recipe_args)
     return 0 if summary["finished"] else 1
