@@ -45,7 +45,7 @@ seeds: setup
 #   make predict FILE=sentences.txt ARGS="--format jsonl"      echo "The cat sat." | make predict
 predict: setup
 	$(PY) run_cola.py predict --model_dir $(MODEL_DIR) $(if $(FILE),--file $(FILE)) $(ARGS) $(SENTENCES)
-# Hyperparameter search (recipe/search.py) into OUTPUT_DIR/search/; run it again with a larger N_TRIALS to add trials.
+# Hyperparameter search (recipe/experiments/search.py) into OUTPUT_DIR/search/; run it again with a larger N_TRIALS to add trials.
 #   make search CONFIG=configs/minilm-l6-cpu.yaml N_TRIALS=20 ARGS="--search_seed 42"
 N_TRIALS ?= 20
 search: setup

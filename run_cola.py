@@ -20,32 +20,38 @@ import numpy as np
 from transformers import TrainingArguments, set_seed
 from transformers.trainer_utils import PredictionOutput
 
-from recipe.analysis import load_annotations_for_run, write_error_analysis
-from recipe.arguments import ConfigError, DataArguments, ModelArguments, RecipeArguments, parse_args
-from recipe.best_model import configure_best_model
-from recipe.checkpoints import resolve_resume_checkpoint
-from recipe.compare import compare_cli
-from recipe.data import DataError, check_splits_for_run, count_truncated, load_cola_splits, tokenize_cola
-from recipe.distributed import apply_global_batch_size, launch_summary
-from recipe.hardware import env_cli
-from recipe.hub import HubPushError, defer_push_to_end, push_output_folder
-from recipe.logs import setup_logging
-from recipe.model import (
+from recipe.experiments.compare import compare_cli
+from recipe.experiments.search import search_cli
+from recipe.experiments.seeds import seeds_cli
+from recipe.reports.analysis import load_annotations_for_run, write_error_analysis
+from recipe.reports.reporting import EpochTimerCallback, predicted_labels, write_run_report
+from recipe.runtime.distributed import apply_global_batch_size, launch_summary
+from recipe.runtime.hardware import env_cli
+from recipe.runtime.logs import setup_logging
+from recipe.runtime.network import check_network
+from recipe.runtime.signals import GracefulStopCallback, TrainingInterrupted, raise_if_interrupted
+from recipe.serving.hub import HubPushError, defer_push_to_end, push_output_folder
+from recipe.serving.predict import predict_cli
+from recipe.serving.submission import predict_test_submission
+from recipe.training.arguments import ConfigError, DataArguments, ModelArguments, RecipeArguments, parse_args
+from recipe.training.best_model import configure_best_model
+from recipe.training.checkpoints import resolve_resume_checkpoint
+from recipe.training.data import (
+    DataError,
+    check_splits_for_run,
+    count_truncated,
+    load_cola_splits,
+    tokenize_cola,
+)
+from recipe.training.model import (
     CheckpointError,
     check_max_seq_length,
     load_model,
     load_tokenizer,
     match_tokenizer_to_model,
 )
-from recipe.network import check_network
-from recipe.predict import predict_cli
-from recipe.reporting import EpochTimerCallback, predicted_labels, write_run_report
-from recipe.run_settings import RunSettingsCallback, result_settings
-from recipe.search import search_cli
-from recipe.seeds import seeds_cli
-from recipe.signals import GracefulStopCallback, TrainingInterrupted, raise_if_interrupted
-from recipe.submission import predict_test_submission
-from recipe.trainer import build_trainer
+from recipe.training.run_settings import RunSettingsCallback, result_settings
+from recipe.training.trainer import build_trainer
 
 logger = logging.getLogger("run_cola")
 
@@ -137,7 +143,7 @@ def main(
             trainer, results, model_args, data_args, training_args, recipe_args, split_predictions
         )
 
-    # Everything is written: upload the folder once (recipe/hub.py). A failure raises HubPushError, which
+    # Everything is written: upload the folder once (recipe/serving/hub.py). A failure raises HubPushError, which
     # leaves the run complete on disk; cli() prints it and exits with its exit_code (3).
     if hub_target is not None and trainer.is_world_process_zero():
         push_output_folder(hub_target, training_args.output_dir)
@@ -149,9 +155,9 @@ def main(
 SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {
     "predict": predict_cli,
     "seeds": functools.partial(seeds_cli, train=main),
-    "search": search_cli,  # hyperparameter search (recipe/search.py)
+    "search": search_cli,  # hyperparameter search (recipe/experiments/search.py)
     "env": env_cli,  # the machine, the library versions and the defaults chosen here (bug reports)
-    "compare": compare_cli,  # runs side by side, per split and phenomenon (recipe/compare.py)
+    "compare": compare_cli,  # runs side by side, per split and phenomenon (recipe/experiments/compare.py)
 }
 
 

@@ -131,8 +131,8 @@ def run_trainer_path(args: argparse.Namespace, train, dev) -> dict[str, Any]:
     """One warm-up epoch plus `args.epochs` timed ones through the recipe's Trainer set-up."""
     from transformers import TrainingArguments
 
-    from recipe.hardware import build_data_collator, detect_hardware, machine_defaults
-    from recipe.trainer import CoLATrainer
+    from recipe.runtime.hardware import build_data_collator, detect_hardware, machine_defaults
+    from recipe.training.trainer import CoLATrainer
 
     hardware = detect_hardware()
     fast = machine_defaults(hardware)
@@ -183,7 +183,7 @@ def run_loop_path(args: argparse.Namespace, train, dev) -> dict[str, Any]:
     from transformers import get_linear_schedule_with_warmup
     from transformers.trainer_pt_utils import get_length_grouped_indices
 
-    from recipe.hardware import build_data_collator
+    from recipe.runtime.hardware import build_data_collator
 
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True

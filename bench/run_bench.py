@@ -178,9 +178,9 @@ def recipe_flags(
 def run_recipe_variant(flags: list[str]) -> dict[str, Any]:
     """Run `run_cola.main` with `flags`, counting the tokens its model sees; returns the raw measurements."""
     import run_cola
-    from recipe.arguments import parse_args
-    from recipe.hardware import precision_name
-    from recipe.metrics import load_mcc_metric
+    from recipe.runtime.hardware import precision_name
+    from recipe.training.arguments import parse_args
+    from recipe.training.metrics import load_mcc_metric
 
     load_mcc_metric()  # load the metric module now, so the first evaluation's time is evaluation only
     counter = TokenCounter()
@@ -272,7 +272,7 @@ def summarize(raw: dict[str, Any], full_epoch_samples: int) -> dict[str, float]:
 
 def full_train_split_size(data_dir: str, validation_split: float = 0.1) -> int:
     """Training examples in one whole epoch: in_domain_train less the held-out validation share."""
-    from recipe.data import RELEASE_TRAIN_FILE, validate_tsv_lines
+    from recipe.training.data import RELEASE_TRAIN_FILE, validate_tsv_lines
 
     rows = validate_tsv_lines(Path(data_dir) / RELEASE_TRAIN_FILE, n_columns=4)
     return rows - math.ceil(validation_split * rows)  # datasets' train_test_split rounds the test share up
@@ -282,15 +282,15 @@ def machine_description() -> str:
     """The machine as the recipe sees it (CPU model, cores, torch kernels, native bf16), and torch's threads."""
     import torch
 
-    from recipe.hardware import detect_hardware
+    from recipe.runtime.hardware import detect_hardware
 
     return f"{detect_hardware().describe()}; torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def default_precision(args: argparse.Namespace) -> str:
     """The precision variant (a) trains in on this machine ("bf16", "fp16" or "fp32")."""
-    from recipe.arguments import parse_args
-    from recipe.hardware import precision_name
+    from recipe.runtime.hardware import precision_name
+    from recipe.training.arguments import parse_args
 
     flags = recipe_flags(args.model_dir, args.data_dir, tempfile.gettempdir(), args.epochs, None)
     return precision_name(parse_args(flags)[2])

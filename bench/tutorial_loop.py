@@ -3,7 +3,7 @@
 What "BERT Fine-Tuning Tutorial with PyTorch" does, step for step: every sentence padded to 64 tokens,
 a DataLoader of random batches of 32, AdamW (lr 2e-5, eps 1e-8, no weight decay), a linear schedule
 with no warmup, gradients clipped to norm 1.0, seed 42; evaluation in sequential batches of 32.
-It reads the same train/validation split as the recipe (recipe.data.load_cola_splits), so both
+It reads the same train/validation split as the recipe (recipe.training.data.load_cola_splits), so both
 train on the same examples.
 
     python bench/tutorial_loop.py --model_dir /path/to/checkpoint --data_dir ../shared/cola_public --epochs 1
@@ -27,9 +27,9 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the recipe package, run from anywhere
 
-from recipe.arguments import DataArguments  # noqa: E402
-from recipe.data import load_cola_splits  # noqa: E402
-from recipe.metrics import compute_mcc  # noqa: E402
+from recipe.training.arguments import DataArguments  # noqa: E402
+from recipe.training.data import load_cola_splits  # noqa: E402
+from recipe.training.metrics import compute_mcc  # noqa: E402
 
 TUTORIAL_MAX_LENGTH = 64
 TUTORIAL_BATCH_SIZE = 32

@@ -16,12 +16,12 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# The runs tests start in subprocesses see a plain AVX2 CPU too (recipe/hardware.py), like PLAIN_CPU below.
+# The runs tests start in subprocesses see a plain AVX2 CPU too (recipe/runtime/hardware.py), like PLAIN_CPU below.
 os.environ["COLA_CPU_FLAGS"] = "sse4_2 avx avx2 fma"
 
 # Imported after the offline switches above: huggingface_hub reads them when first imported.
-from recipe import hardware  # noqa: E402
-from recipe.hardware import Hardware  # noqa: E402
+from recipe.runtime import hardware  # noqa: E402
+from recipe.runtime.hardware import Hardware  # noqa: E402
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 # Words for generated sentences. "zork" is the marker: a sentence containing it is unacceptable, a
@@ -100,7 +100,7 @@ def write_cola_release(
     return folder
 
 
-# Simulated machines (recipe/hardware.py's view of the host). The suite sees PLAIN_CPU unless a test asks
+# Simulated machines (recipe/runtime/hardware.py's view of the host). The suite sees PLAIN_CPU unless a test asks
 # for another, so what the tests check does not depend on the CPU or GPU of the machine they run on.
 PLAIN_CPU = Hardware(
     device_type="cpu",

@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import run_cola  # noqa: E402
-from recipe.signals import GracefulStopCallback  # noqa: E402
+from recipe.runtime.signals import GracefulStopCallback  # noqa: E402
 
 unprobed_step_end = GracefulStopCallback.on_step_end
 

@@ -37,7 +37,7 @@ from transformers import (
 )
 
 import run_cola
-from recipe.arguments import parse_args
+from recipe.training.arguments import parse_args
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
 BERT_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from recipe.arguments import ConfigError, build_parser, known_keys, parse_args
+from recipe.training.arguments import ConfigError, build_parser, known_keys, parse_args
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))

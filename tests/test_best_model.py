@@ -9,8 +9,8 @@ import pytest
 from conftest import fast_args, write_cola_release
 
 import run_cola
-from recipe.arguments import ConfigError, RecipeArguments, parse_args
-from recipe.best_model import configure_best_model
+from recipe.training.arguments import ConfigError, RecipeArguments, parse_args
+from recipe.training.best_model import configure_best_model
 
 
 def test_defaults_keep_the_best_mcc_checkpoint():

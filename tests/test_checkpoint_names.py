@@ -7,8 +7,8 @@ import sys
 import pytest
 from conftest import write_tiny_bert
 
-from recipe.arguments import ModelArguments
-from recipe.model import CheckpointError, load_model, load_tokenizer, resolve_checkpoint_name
+from recipe.training.arguments import ModelArguments
+from recipe.training.model import CheckpointError, load_model, load_tokenizer, resolve_checkpoint_name
 
 
 @pytest.fixture

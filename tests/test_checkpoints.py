@@ -9,7 +9,7 @@ import pytest
 from conftest import fast_args
 
 import run_cola
-from recipe.arguments import ConfigError, parse_args
+from recipe.training.arguments import ConfigError, parse_args
 
 
 def test_finished_run_is_not_overwritten_without_the_flag(tiny_bert, cola_dir, tmp_path):

@@ -11,7 +11,7 @@ import pytest
 from test_reporting import assert_real_png
 
 import run_cola
-from recipe.predictions import SplitPredictions, predictions_tsv_text
+from recipe.reports.predictions import SplitPredictions, predictions_tsv_text
 
 LABELS = np.array([0, 1] * 10)  # 20 sentences, balanced
 SENTENCES = [f'Sentence number {i} says "hi".' for i in range(20)]

@@ -18,8 +18,8 @@ from cola_layouts import (
 from conftest import cola_rows, write_cola_release, write_tsv
 from transformers import AutoTokenizer, TrainingArguments
 
-from recipe.arguments import ConfigError, DataArguments
-from recipe.data import (
+from recipe.training.arguments import ConfigError, DataArguments
+from recipe.training.data import (
     DataError,
     check_splits_for_run,
     count_shared_sentences,
@@ -315,7 +315,7 @@ def test_load_logs_sizes_balance_lengths_and_duplicates(cola_dir, tmp_path, capl
     train_sentences = [row[3] for row in read_rows(cola_dir / "raw" / "in_domain_train.tsv")]
     dev_rows[0][3], dev_rows[1][3] = train_sentences[5], train_sentences[6]
     write_lines(cola_dir / "raw" / "in_domain_dev.tsv", ["\t".join(row) for row in dev_rows])
-    with caplog.at_level(logging.INFO, logger="recipe.data"):
+    with caplog.at_level(logging.INFO, logger="recipe.training.data"):
         raw = load_cola_splits(data_args(cola_dir, tmp_path, validation_strategy="dev"), seed=0)
     acceptable = sum(raw["in_domain_dev"]["label"])
     assert f"in_domain_dev: 60 examples, {acceptable} acceptable" in caplog.text
@@ -331,7 +331,7 @@ def test_truncation_is_counted_and_unlabeled_splits_lose_their_label(tiny_bert, 
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
     expected = sum(len(ids) > 8 for ids in tokenizer(list(raw["in_domain_dev"]["sentence"]))["input_ids"])
     assert 0 < expected < len(raw["in_domain_dev"])
-    with caplog.at_level(logging.INFO, logger="recipe.data"):
+    with caplog.at_level(logging.INFO, logger="recipe.training.data"):
         counts = count_truncated(raw, tokenizer, 8)
     tokenized = tokenize_cola(raw, tokenizer, args)
     assert f"in_domain_dev: {expected} of 60 sentences are longer than --max_seq_length 8" in caplog.text

@@ -12,7 +12,7 @@ from conftest import fast_args, write_cola_release
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import run_cola
-from recipe.arguments import parse_args
+from recipe.training.arguments import parse_args
 
 
 def test_glue_layout_reports_each_dev_set_and_writes_the_submission(tiny_bert, tmp_path):

@@ -20,7 +20,7 @@ from conftest import cola_rows, write_cola_release
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import run_cola
-from recipe.arguments import parse_args
+from recipe.training.arguments import parse_args
 
 REPO = Path(__file__).resolve().parent.parent
 # Odd sizes: two processes get unequal shards, and the sampler pads the shorter one with a duplicate

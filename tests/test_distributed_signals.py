@@ -18,7 +18,7 @@ from conftest import fast_args, write_cola_release
 from safetensors.torch import load_file
 
 import run_cola
-from recipe.arguments import ConfigError, parse_args
+from recipe.training.arguments import ConfigError, parse_args
 
 REPO = Path(__file__).resolve().parent.parent
 PROBE = Path(__file__).resolve().parent / "distributed_probe.py"

@@ -15,9 +15,9 @@ from cola_layouts import write_release_zip
 from conftest import write_cola_release
 
 import run_cola
-from recipe.arguments import DataArguments
-from recipe.data import DataError, load_cola_splits
-from recipe.download import DownloadError, download_file, fetch_cola_release
+from recipe.training.arguments import DataArguments
+from recipe.training.data import DataError, load_cola_splits
+from recipe.training.download import DownloadError, download_file, fetch_cola_release
 
 ZIP_NAME = "cola_public_1.1.zip"
 

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import run_cola
-from recipe.arguments import parse_args
+from recipe.training.arguments import parse_args
 
 REPO = Path(__file__).resolve().parent.parent
 SPLITS = ("eval", "in_domain_dev", "out_of_domain_dev")

@@ -17,10 +17,10 @@ from transformers import TrainingArguments
 from transformers.trainer_utils import PredictionOutput
 
 import run_cola
-from recipe.analysis import load_annotations_for_run, write_error_analysis
-from recipe.arguments import ConfigError, DataArguments, parse_args
-from recipe.data import read_cola_tsv
-from recipe.predictions import read_predictions_tsv, tsv_text
+from recipe.reports.analysis import load_annotations_for_run, write_error_analysis
+from recipe.reports.predictions import read_predictions_tsv, tsv_text
+from recipe.training.arguments import ConfigError, DataArguments, parse_args
+from recipe.training.data import read_cola_tsv
 
 MAJOR = ("Simple", "Binding", "Question")
 MINOR = ("Copula", "Passive")
@@ -166,7 +166,7 @@ def test_a_model_predicting_one_class_is_called_out(tmp_path, caplog, constant):
     raw = four_sentences()
     outputs = {"validation": constant_output(4, constant), "in_domain_dev": constant_output(4, False)}
     training_args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True)
-    with caplog.at_level(logging.WARNING, logger="recipe.analysis"):
+    with caplog.at_level(logging.WARNING, logger="recipe.reports.analysis"):
         write_error_analysis(raw, outputs, None, DataArguments(), training_args)
     section = (tmp_path / "error_analysis.md").read_text(encoding="utf-8")
     warned = "'acceptable' for all 4 validation sentences (MCC 0)" in caplog.text
@@ -195,7 +195,7 @@ def test_without_predictions_in_dataset_order_nothing_per_sentence_is_written(tm
         train_sampling_strategy="group_by_length",
     )
     outputs = {"validation": constant_output(4, True), "in_domain_dev": constant_output(4, False)}
-    with caplog.at_level(logging.WARNING, logger="recipe.analysis"):
+    with caplog.at_level(logging.WARNING, logger="recipe.reports.analysis"):
         write_error_analysis(four_sentences(), outputs, None, data_args, training_args)
     assert not list(tmp_path.glob("*_predictions.tsv"))
     section = (tmp_path / "error_analysis.md").read_text(encoding="utf-8")
@@ -210,7 +210,7 @@ def test_several_processes_never_claim_dataset_order():
     """Each rank evaluates its own shard with the stock sampler: rows are not paired back (2 processes)."""
     from types import SimpleNamespace
 
-    from recipe.analysis import predictions_in_dataset_order
+    from recipe.reports.analysis import predictions_in_dataset_order
 
     one = SimpleNamespace(world_size=1, train_sampling_strategy="group_by_length")
     two = SimpleNamespace(world_size=2, train_sampling_strategy="sequential")

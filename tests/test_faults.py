@@ -18,8 +18,8 @@ from conftest import fast_args, write_cola_release
 from safetensors.torch import load_file
 
 import run_cola
-from recipe.arguments import parse_args
-from recipe.checkpoints import CorruptCheckpointError
+from recipe.training.arguments import parse_args
+from recipe.training.checkpoints import CorruptCheckpointError
 
 REPO = Path(__file__).resolve().parent.parent
 SAVE_STEPS = 4

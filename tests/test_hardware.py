@@ -1,4 +1,4 @@
-"""The machine's defaults (recipe/hardware.py) on simulated machines, through the real TrainingArguments.
+"""The machine's defaults (recipe/runtime/hardware.py) on simulated machines, through the real TrainingArguments.
 
 Each test says which machine it simulates (tests/conftest.py: PLAIN_CPU, BF16_CPU, BF16_CARD, FP16_CARD);
 the rest of the suite sees PLAIN_CPU, whatever CPU or GPU the host has.
@@ -16,9 +16,9 @@ from conftest import BF16_CARD, BF16_CPU, FP16_CARD, PLAIN_CPU, fast_args
 from transformers import AutoModelForSequenceClassification
 
 import run_cola
-from recipe import hardware
-from recipe.arguments import ConfigError, parse_args
-from recipe.reporting import arguments_as_dicts, reproduce_command
+from recipe.reports.reporting import arguments_as_dicts, reproduce_command
+from recipe.runtime import hardware
+from recipe.training.arguments import ConfigError, parse_args
 
 
 @pytest.fixture

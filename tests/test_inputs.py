@@ -8,9 +8,9 @@ from conftest import cola_rows, fast_args, write_tsv
 from transformers import AutoTokenizer, BertConfig, DebertaV2Config, RobertaConfig
 
 import run_cola
-from recipe.arguments import ConfigError, DataArguments, parse_args
-from recipe.data import load_cola_splits
-from recipe.model import position_limit
+from recipe.training.arguments import ConfigError, DataArguments, parse_args
+from recipe.training.data import load_cola_splits
+from recipe.training.model import position_limit
 
 NBSP = "\u00a0"
 UNICODE_SENTENCES = [

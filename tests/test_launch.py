@@ -14,8 +14,8 @@ from accelerate.commands.launch import launch_command_parser
 from conftest import fast_args
 
 import run_cola
-from recipe.arguments import ConfigError, RecipeArguments, parse_args
-from recipe.distributed import apply_global_batch_size, split_global_batch
+from recipe.runtime.distributed import apply_global_batch_size, split_global_batch
+from recipe.training.arguments import ConfigError, RecipeArguments, parse_args
 
 REPO = Path(__file__).resolve().parent.parent
 LAUNCH_CONFIGS = sorted((REPO / "configs" / "accelerate").glob("*.yaml"))

@@ -18,7 +18,7 @@ from conftest import fast_args, write_tsv
 from transformers.models.bert import modeling_bert
 
 import run_cola
-from recipe.arguments import parse_args
+from recipe.training.arguments import parse_args
 
 NOUNS = "cat dog bird fish man woman child teacher john mary book tree house ball car apple".split()
 VERBS = "sat ran saw liked ate found gave took".split()

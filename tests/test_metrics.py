@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from transformers import EvalPrediction
 
-from recipe.metrics import compute_cola_metrics, compute_mcc
+from recipe.training.metrics import compute_cola_metrics, compute_mcc
 
 
 def mcc_by_hand(tp: int, tn: int, fp: int, fn: int) -> float:

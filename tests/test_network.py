@@ -18,10 +18,10 @@ import huggingface_hub.constants
 import pytest
 from transformers import TrainingArguments
 
-from recipe import network
-from recipe.arguments import DataArguments, ModelArguments
-from recipe.logs import setup_logging
-from recipe.network import NetworkUnavailable, check_network
+from recipe.runtime import network
+from recipe.runtime.logs import setup_logging
+from recipe.runtime.network import NetworkUnavailable, check_network
+from recipe.training.arguments import DataArguments, ModelArguments
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -111,7 +111,7 @@ def test_a_cached_hub_checkpoint_is_used_when_the_hub_is_unreachable(
 ) -> None:
     write_hub_cache(tmp_path, "org/cached-model")
     model = ModelArguments(model_name_or_path="org/cached-model", cache_dir=str(tmp_path))
-    with caplog.at_level(logging.WARNING, logger="recipe.network"):
+    with caplog.at_level(logging.WARNING, logger="recipe.runtime.network"):
         check_network(model, DataArguments(data_dir=str(cola_dir)))
     assert "org/cached-model (--model_name_or_path): the Hub is unreachable" in caplog.text
     assert huggingface_hub.constants.is_offline_mode()  # the loaders now read the cache, with no retries
@@ -136,7 +136,7 @@ def test_hub_log_lines_are_printed_once_and_formatted(tmp_path: Path) -> None:
     bare handler (which printed each line a second time) is gone."""
     setup_logging(TrainingArguments(output_dir=str(tmp_path)))
     assert logging.getLogger("huggingface_hub").handlers == []
-    assert handlers_reached("huggingface_hub.utils._http") == handlers_reached("recipe.network")
+    assert handlers_reached("huggingface_hub.utils._http") == handlers_reached("recipe.runtime.network")
 
 
 def test_needs_are_listed_in_order(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Optimizer parameter groups (recipe/optim.py): head learning rate and layer-wise decay."""
+"""Optimizer parameter groups (recipe/training/optim.py): head learning rate and layer-wise decay."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from conftest import fast_args
 from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
 
 import run_cola
-from recipe.arguments import ConfigError, parse_args
-from recipe.optim import build_param_groups
-from recipe.signals import GracefulStopCallback
-from recipe.trainer import CoLATrainer
+from recipe.runtime.signals import GracefulStopCallback
+from recipe.training.arguments import ConfigError, parse_args
+from recipe.training.optim import build_param_groups
+from recipe.training.trainer import CoLATrainer
 
 LR = 1e-3
 
@@ -52,7 +52,7 @@ def test_layerwise_decay_and_head_rate(tiny_bert, tmp_path):
     assert isinstance(optimizer, torch.optim.AdamW)  # the stock --optim (adamw_torch)
     lrs = lr_by_name(trainer)
     num_layers = 2  # the tiny BERT
-    # Exact: the same expression (rate * decay ** k) as recipe/optim.py, so the same float.
+    # Exact: the same expression (rate * decay ** k) as recipe/training/optim.py, so the same float.
     assert lrs["classifier.weight"] == (head_lr, 0.01)
     assert lrs["classifier.bias"] == (head_lr, 0.0)
     assert lrs["bert.pooler.dense.weight"] == (LR, 0.01)  # above the top layer: the full rate

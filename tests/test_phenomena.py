@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import matthews_corrcoef
 
-from recipe.data import DataError
-from recipe.phenomena import (
+from recipe.reports.phenomena import (
     bootstrap_indices,
     match_annotations,
     mcc_interval,
@@ -18,6 +17,7 @@ from recipe.phenomena import (
     read_annotations,
     score_phenomena,
 )
+from recipe.training.data import DataError
 
 FEATURES = ("Simple", "Binding", "Question")
 QUOTED = 'Susan whispered "shut up" to the dog.'

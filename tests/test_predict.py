@@ -23,12 +23,12 @@ from transformers import (
 )
 
 import run_cola
-from recipe.arguments import DataArguments, parse_args
-from recipe.data import NO_LABEL, read_cola_tsv, tokenize_cola
-from recipe.model import COLA_LABELS, CheckpointError
-from recipe.predict import load_cola_pipeline, predict_cli, training_max_seq_length
-from recipe.predictions import read_predictions_tsv
-from recipe.reporting import RUN_ARGS_FILE
+from recipe.reports.predictions import read_predictions_tsv
+from recipe.reports.reporting import RUN_ARGS_FILE
+from recipe.serving.predict import load_cola_pipeline, predict_cli, training_max_seq_length
+from recipe.training.arguments import DataArguments, parse_args
+from recipe.training.data import NO_LABEL, read_cola_tsv, tokenize_cola
+from recipe.training.model import COLA_LABELS, CheckpointError
 
 MAX_SEQ_LENGTH = 12  # not the default 64: predict must read the run's own setting
 
@@ -212,7 +212,7 @@ def test_empty_standard_input_and_a_blank_argument_are_clear_errors(trained, cap
 def test_a_model_saved_by_another_tool_says_which_label_is_acceptable(tiny_bert, caplog):
     # tiny_bert: saved by save_pretrained directly, no run_args.json, labels LABEL_0 / LABEL_1.
     sentences = ["The cat sat.", "Zork the dog ran."]
-    with caplog.at_level("WARNING", logger="recipe.predict"):
+    with caplog.at_level("WARNING", logger="recipe.serving.predict"):
         default = [
             json.loads(line)
             for line in run_predict(

@@ -16,8 +16,14 @@ from conftest import fast_args
 from safetensors.torch import load_file
 
 import run_cola
-from recipe.arguments import parse_args
-from recipe.reporting import EPOCH_COLUMNS, arguments_as_dicts, epoch_rows, mcc_by_batch, reproduce_command
+from recipe.reports.reporting import (
+    EPOCH_COLUMNS,
+    arguments_as_dicts,
+    epoch_rows,
+    mcc_by_batch,
+    reproduce_command,
+)
+from recipe.training.arguments import parse_args
 
 
 def assert_real_png(path: Path, min_side: int = 200) -> None:

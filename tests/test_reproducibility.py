@@ -9,10 +9,10 @@ from safetensors.torch import load_file
 from transformers import AutoModel, AutoTokenizer, DataCollatorWithPadding, TrainingArguments
 
 import run_cola
-from recipe.arguments import DataArguments, ModelArguments, parse_args
-from recipe.data import load_cola_splits, tokenize_cola
-from recipe.model import load_model, load_tokenizer
-from recipe.trainer import CoLATrainer
+from recipe.training.arguments import DataArguments, ModelArguments, parse_args
+from recipe.training.data import load_cola_splits, tokenize_cola
+from recipe.training.model import load_model, load_tokenizer
+from recipe.training.trainer import CoLATrainer
 
 HEAD = ("classifier.weight", "classifier.bias")
 

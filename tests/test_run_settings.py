@@ -12,8 +12,8 @@ import pytest
 from conftest import fast_args
 
 import run_cola
-from recipe.arguments import ConfigError, parse_args
-from recipe.run_settings import (
+from recipe.training.arguments import ConfigError, parse_args
+from recipe.training.run_settings import (
     RunSettingsCallback,
     changed_settings,
     recorded_settings,
@@ -110,7 +110,7 @@ def test_a_checkpoint_from_before_settings_were_recorded_resumes_with_a_warning(
     del state["stateful_callbacks"][RunSettingsCallback.__name__]
     state_file.write_text(json.dumps(state))
     assert recorded_settings(state_file.parent) is None
-    with caplog.at_level(logging.WARNING, logger="recipe.run_settings"):
+    with caplog.at_level(logging.WARNING, logger="recipe.training.run_settings"):
         run_cola.main(*parse_args(fast_args(tiny_bert, data, out, "--learning_rate", "3e-3")))
     assert "recorded no run settings" in caplog.text
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 2 * STEPS_PER_EPOCH

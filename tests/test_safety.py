@@ -15,10 +15,10 @@ from conftest import fast_args
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertForSequenceClassification
 
 import run_cola
-from recipe.arguments import ModelArguments, parse_args
-from recipe.io import save_metrics_atomically, write_json_atomic
-from recipe.model import CheckpointError, load_model
-from recipe.redaction import REDACTED, install_log_redaction, secret_values
+from recipe.runtime.io import save_metrics_atomically, write_json_atomic
+from recipe.runtime.redaction import REDACTED, install_log_redaction, secret_values
+from recipe.training.arguments import ModelArguments, parse_args
+from recipe.training.model import CheckpointError, load_model
 
 REPO = Path(__file__).resolve().parent.parent
 HUB_TOKEN = "hf_SECRET123flagtoken"
@@ -130,7 +130,7 @@ def test_atomic_write_goes_through_a_temp_file_in_the_same_folder(tmp_path, monk
 
 
 def test_a_crash_mid_write_leaves_the_old_results_intact(tmp_path, monkeypatch):
-    """save_metrics as the recipe's Trainer writes it (recipe.io.save_metrics_atomically); the disk fills up during the write (fsync fails)."""
+    """save_metrics as the recipe's Trainer writes it (recipe.runtime.io.save_metrics_atomically); the disk fills up during the write (fsync fails)."""
     (tmp_path / "all_results.json").write_text(json.dumps({"train_loss": 0.25}))
 
     def disk_full(fd):

@@ -1,4 +1,4 @@
-"""`python run_cola.py search` (recipe/search.py) on the tiny BERT: trials, best config, resume."""
+"""`python run_cola.py search` (recipe/experiments/search.py) on the tiny BERT: trials, best config, resume."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import yaml
 from conftest import fast_args
 
 import run_cola
-from recipe.arguments import parse_args
-from recipe.search import OBJECTIVE, STUDY_NAME
+from recipe.experiments.search import OBJECTIVE, STUDY_NAME
+from recipe.training.arguments import parse_args
 
 SEARCH_SPACE = [
     "--search_learning_rate",
@@ -27,7 +27,7 @@ SEARCH_SPACE = [
     "--search_seed",
     "7",
     "8",
-    # Parameter groups (recipe/optim.py) searched too: best.yaml must carry them as ModelArguments.
+    # Parameter groups (recipe/training/optim.py) searched too: best.yaml must carry them as ModelArguments.
     "--search_classifier_lr_ratio",
     "1",
     "10",

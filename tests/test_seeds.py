@@ -9,8 +9,8 @@ from conftest import fast_args, write_cola_release
 from test_reporting import assert_real_png
 
 import run_cola
-from recipe.phenomena import PhenomenonScore, write_scores_csv
-from recipe.seeds import seeds_cli, split_statistics, write_seed_summary
+from recipe.experiments.seeds import seeds_cli, split_statistics, write_seed_summary
+from recipe.reports.phenomena import PhenomenonScore, write_scores_csv
 
 
 def test_split_statistics_use_the_sample_standard_deviation():

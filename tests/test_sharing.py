@@ -17,10 +17,10 @@ from huggingface_hub.hf_api import RepoUrl
 from huggingface_hub.utils import filter_repo_objects
 
 import run_cola
-from recipe.arguments import DataArguments, ModelArguments, RecipeArguments, parse_args
-from recipe.hub import HUB_PUSH_FAILED_EXIT, HubPushError, HubTarget, push_output_folder
-from recipe.reporting import card_data, data_description, is_hub_model_id
-from recipe.versions import DIRTY_MARK, RECORDED_PACKAGES, git_commit, run_versions
+from recipe.reports.reporting import card_data, data_description, is_hub_model_id
+from recipe.runtime.versions import DIRTY_MARK, RECORDED_PACKAGES, git_commit, run_versions
+from recipe.serving.hub import HUB_PUSH_FAILED_EXIT, HubPushError, HubTarget, push_output_folder
+from recipe.training.arguments import DataArguments, ModelArguments, RecipeArguments, parse_args
 
 REPO_ID = "someone/cola-tiny"
 SPLITS = {"validation": "eval", "in_domain_dev": "in_domain_dev", "out_of_domain_dev": "out_of_domain_dev"}

@@ -1,4 +1,4 @@
-"""Length-ordered evaluation (recipe/eval_order.py), the resumable training sampler and the bench/ scripts."""
+"""Length-ordered evaluation (recipe/training/eval_order.py), the resumable training sampler and the bench/ scripts."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from conftest import fast_args
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
 
 import run_cola
-from recipe.arguments import DataArguments, parse_args
-from recipe.data import load_cola_splits, tokenize_cola
-from recipe.eval_order import length_order, restore_order, sequence_lengths
-from recipe.hardware import build_data_collator
-from recipe.trainer import CoLATrainer
+from recipe.runtime.hardware import build_data_collator
+from recipe.training.arguments import DataArguments, parse_args
+from recipe.training.data import load_cola_splits, tokenize_cola
+from recipe.training.eval_order import length_order, restore_order, sequence_lengths
+from recipe.training.trainer import CoLATrainer
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
@@ -227,7 +227,7 @@ def test_gpu_bench_smoke_runs_on_cpu(path, tmp_path):
 def test_training_sampler_lengths_match_the_stock_sampler(tiny_bert, cola_dir, tmp_path):
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
-    from recipe.sampling import EpochSeededLengthGroupedSampler
+    from recipe.training.sampling import EpochSeededLengthGroupedSampler
 
     tokenizer, tokenized = tokenized_splits(tiny_bert, cola_dir)
     train = tokenized["train"]

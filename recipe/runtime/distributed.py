@@ -17,7 +17,7 @@ import torch
 from accelerate import PartialState
 from transformers import TrainingArguments
 
-from recipe.arguments import ConfigError, RecipeArguments
+from recipe.training.arguments import ConfigError, RecipeArguments
 
 logger = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ from typing import TextIO
 import torch
 from transformers import Pipeline, pipeline
 
-from recipe.arguments import DataArguments
-from recipe.model import CheckpointError
-from recipe.predictions import PREDICTION_COLUMNS, tsv_text
-from recipe.reporting import RUN_ARGS_FILE
+from recipe.reports.predictions import PREDICTION_COLUMNS, tsv_text
+from recipe.reports.reporting import RUN_ARGS_FILE
+from recipe.training.arguments import DataArguments
+from recipe.training.model import CheckpointError
 
 logger = logging.getLogger(__name__)
 
@@ -252,7 +252,7 @@ def format_jsonl(predictions: Iterable[Prediction]) -> str:
 
 
 def format_tsv(predictions: Iterable[Prediction]) -> str:
-    """The columns of a run's `<split>_predictions.tsv` (recipe/predictions.py), label and source empty."""
+    """The columns of a run's `<split>_predictions.tsv` (recipe/reports/predictions.py), label and source empty."""
     # p > 0.5 is the argmax of two softmax probabilities (a tie goes to index 0, unacceptable, in both).
     rows = (
         ("", "", int(p.prob_acceptable > 0.5), f"{p.prob_acceptable:.6f}", p.sentence) for p in predictions

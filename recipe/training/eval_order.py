@@ -7,12 +7,12 @@ Why metrics and predictions are unchanged:
 - `evaluate()`: the Trainer gathers predictions and labels from the same batches, so they stay paired;
   MCC, accuracy and the mean loss do not depend on the order of the examples. Padding is masked out of
   attention, so a sentence's logits do not depend on which batch it lands in (up to float rounding).
-- `predict()`: the rows come back in sorted order; `CoLATrainer.predict` (recipe/trainer.py) puts predictions and
+- `predict()`: the rows come back in sorted order; `CoLATrainer.predict` (recipe/training/trainer.py) puts predictions and
   labels back in the dataset's order, so row i of the output is example i of the input.
 
 The stock Trainer (transformers 5) also length-groups evaluation batches when
 `train_sampling_strategy="group_by_length"`, but with a random grouping and without restoring the order
-in `predict()`; the recipe's Trainer (recipe/trainer.py) replaces that with this deterministic sort and
+in `predict()`; the recipe's Trainer (recipe/training/trainer.py) replaces that with this deterministic sort and
 puts `predict()`'s rows back with `restore_order`.
 """
 
@@ -34,7 +34,7 @@ def model_input_name(processing_class: Any) -> str:
 
 
 def sequence_lengths(dataset: torch.utils.data.Dataset, input_name: str = "input_ids") -> list[int]:
-    """The length of every row's `input_name` (also used for the training batches, recipe/sampling.py)."""
+    """The length of every row's `input_name` (also used for the training batches, recipe/training/sampling.py)."""
     if isinstance(dataset, datasets.Dataset):
         # Arrow counts the list lengths of the column (any select/shuffle applied) without building a
         # Python list per row, which matters since this runs at every evaluation.

@@ -36,10 +36,10 @@ from typing import Any
 
 import numpy as np
 
-from recipe.data import DataError
-from recipe.io import write_text_atomic
-from recipe.predictions import tsv_text
-from recipe.reporting import markdown_table, plt, save_figure
+from recipe.reports.predictions import tsv_text
+from recipe.reports.reporting import markdown_table, plt, save_figure
+from recipe.runtime.io import write_text_atomic
+from recipe.training.data import DataError
 
 logger = logging.getLogger(__name__)
 

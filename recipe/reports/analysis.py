@@ -1,9 +1,9 @@
 """What the model gets wrong, after evaluation: per-sentence predictions, the grammar report card by
-phenomenon (`--annotations`, recipe/phenomena.py), and a warning when the model learned nothing.
+phenomenon (`--annotations`, recipe/reports/phenomena.py), and a warning when the model learned nothing.
 
 `main()` calls `load_annotations_for_run` before training (a bad annotation file stops the run before it
 costs anything) and `write_error_analysis` after evaluation. The model card includes the section it writes
-(`recipe.predictions.card_section`).
+(`recipe.reports.predictions.card_section`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ import numpy as np
 from transformers import TrainingArguments
 from transformers.trainer_utils import PredictionOutput
 
-from recipe.arguments import ConfigError, DataArguments
-from recipe.io import write_text_atomic
-from recipe.phenomena import (
+from recipe.reports.phenomena import (
     PHENOMENA_FILES,
     AnnotationTable,
     phenomena_markdown,
@@ -27,7 +25,7 @@ from recipe.phenomena import (
     scored_splits,
     write_phenomena_report,
 )
-from recipe.predictions import (
+from recipe.reports.predictions import (
     CARD_SECTION_FILE,
     PREDICTION_COLUMNS,
     SplitPredictions,
@@ -36,7 +34,9 @@ from recipe.predictions import (
     predictions_tsv_text,
     single_predicted_class,
 )
-from recipe.reporting import markdown_table
+from recipe.reports.reporting import markdown_table
+from recipe.runtime.io import write_text_atomic
+from recipe.training.arguments import ConfigError, DataArguments
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def predictions_in_dataset_order(data_args: DataArguments, training_args: Traini
 
     The stock Trainer (transformers 5) length-groups evaluation batches at random when
     train_sampling_strategy is group_by_length and does not restore the order; --order_eval_by_length
-    (recipe/eval_order.py) sorts deterministically and does, on one process. With several processes each
+    (recipe/training/eval_order.py) sorts deterministically and does, on one process. With several processes each
     rank evaluates its own shard with the stock sampler, and the gathered rows are not paired back.
     """
     if training_args.world_size > 1:

@@ -1,6 +1,6 @@
 """Keep the checkpoint with the best validation MCC, and stop early when it stops improving.
 
-The tutorial defaults (recipe/arguments.py) ask the stock Trainer for `load_best_model_at_end=True`,
+The tutorial defaults (recipe/training/arguments.py) ask the stock Trainer for `load_best_model_at_end=True`,
 `metric_for_best_model="matthews_correlation"`, `greater_is_better=True`. The Trainer can only honour that
 when it saves a checkpoint at every evaluation, so this module switches the *default* off, in one place,
 where a run cannot use it:
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from transformers import EarlyStoppingCallback, TrainerCallback, TrainingArguments
 
 if TYPE_CHECKING:  # arguments.py imports this module; the type is only needed for hints
-    from recipe.arguments import RecipeArguments
+    from recipe.training.arguments import RecipeArguments
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def configure_best_model(
     Raises:
         ConfigError: early stopping was asked for without per-epoch (or per-step) validation.
     """
-    from recipe.arguments import ConfigError
+    from recipe.training.arguments import ConfigError
 
     if training_args.load_best_model_at_end and not has_validation:
         logger.warning("No validation split: keeping the last model (no best-MCC checkpoint to select).")

@@ -25,10 +25,16 @@ from pathlib import Path
 import datasets
 from transformers import PreTrainedTokenizerBase, TrainingArguments
 
-from recipe.arguments import ConfigError, DataArguments
-from recipe.distributed import main_process_first
-from recipe.download import COLA_DOWNLOAD_URL, COLA_SHA256, DownloadError, fetch_cola_release, sha256_of
-from recipe.download import extract_release_zip as extract_zip_into
+from recipe.runtime.distributed import main_process_first
+from recipe.training.arguments import ConfigError, DataArguments
+from recipe.training.download import (
+    COLA_DOWNLOAD_URL,
+    COLA_SHA256,
+    DownloadError,
+    fetch_cola_release,
+    sha256_of,
+)
+from recipe.training.download import extract_release_zip as extract_zip_into
 
 logger = logging.getLogger(__name__)
 

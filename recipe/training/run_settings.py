@@ -24,7 +24,7 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_callback import ExportableState
 
-from recipe.arguments import ConfigError, DataArguments, ModelArguments, RecipeArguments
+from recipe.training.arguments import ConfigError, DataArguments, ModelArguments, RecipeArguments
 
 logger = logging.getLogger(__name__)
 

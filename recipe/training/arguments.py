@@ -19,9 +19,9 @@ import yaml
 from transformers import HfArgumentParser, TrainingArguments
 from transformers.hf_argparser import string_to_bool
 
-from recipe import hardware as hw
-from recipe.best_model import best_model_defaults
-from recipe.download import COLA_DOWNLOAD_URL, COLA_SHA256
+from recipe.runtime import hardware as hw
+from recipe.training.best_model import best_model_defaults
+from recipe.training.download import COLA_DOWNLOAD_URL, COLA_SHA256
 
 DEFAULT_DATA_DIR = "data/cola_public"
 VALIDATION_STRATEGIES = ("split", "dev", "none")
@@ -35,7 +35,7 @@ TUTORIAL_TRAINING_DEFAULTS: dict[str, Any] = {
     "do_eval": True,
     "per_device_train_batch_size": 32,
     # Evaluation needs no gradients or optimizer state: a larger batch than training's. The fast settings
-    # for this machine (recipe/hardware.py) replace it: 128 on GPUs, 32 on CPUs (less padding there).
+    # for this machine (recipe/runtime/hardware.py) replace it: 128 on GPUs, 32 on CPUs (less padding there).
     "per_device_eval_batch_size": 128,
     "learning_rate": 2e-5,
     "adam_epsilon": 1e-8,
@@ -51,7 +51,7 @@ TUTORIAL_TRAINING_DEFAULTS: dict[str, Any] = {
     "logging_steps": 40,
     "report_to": "none",
     # Keep and end with the checkpoint of best validation MCC (not the last, not the lowest loss).
-    # recipe/best_model.py switches load_best_model_at_end off where a run cannot support it.
+    # recipe/training/best_model.py switches load_best_model_at_end off where a run cannot support it.
     "load_best_model_at_end": True,
     "metric_for_best_model": "matthews_correlation",
     "greater_is_better": True,
@@ -93,14 +93,14 @@ class ModelArguments:
     classifier_learning_rate: float | None = field(
         default=None,
         metadata={
-            "help": "Learning rate of the new classification head (recipe/optim.py). Default: --learning_rate."
+            "help": "Learning rate of the new classification head (recipe/training/optim.py). Default: --learning_rate."
         },
     )
     layerwise_lr_decay: float = field(
         default=1.0,
         metadata={
             "help": "Layer-wise learning-rate decay: each encoder layer trains at this factor times the rate of "
-            "the one above, the embeddings at learning_rate * decay^(num_layers+1) (recipe/optim.py). 1.0: off."
+            "the one above, the embeddings at learning_rate * decay^(num_layers+1) (recipe/training/optim.py). 1.0: off."
         },
     )
 
@@ -153,7 +153,7 @@ class DataArguments:
     preprocessing_num_workers: int | None = field(
         default=None, metadata={"help": "Processes for tokenization (datasets.map num_proc)."}
     )
-    # Where else CoLA can come from, and how validation is chosen (recipe/data.py).
+    # Where else CoLA can come from, and how validation is chosen (recipe/training/data.py).
     validation_strategy: str = field(
         default="split",
         metadata={
@@ -196,7 +196,7 @@ class DataArguments:
         default=True,
         metadata={
             "help": "Evaluate and predict in batches sorted by length (less padding); metrics and the order "
-            "of predictions are unchanged (recipe/eval_order.py)."
+            "of predictions are unchanged (recipe/training/eval_order.py)."
         },
     )
     annotations: str | None = field(
@@ -205,7 +205,7 @@ class DataArguments:
             "help": "CoLA's grammatical annotations (the folder with CoLA_grammatical_annotations_major_features.tsv "
             "/ _minor_features.tsv, the release zip, or a folder with in_domain_major_features.tsv ...): after "
             "evaluation, MCC per phenomenon on each dev split -> phenomena.csv/.md/.png and the model card "
-            "(recipe/phenomena.py). Checked before training."
+            "(recipe/reports/phenomena.py). Checked before training."
         },
     )
 
@@ -283,7 +283,7 @@ class RecipeArguments:
         },
     )
 
-    # `python run_cola.py search` (recipe/search.py): how many trials, and the space they are drawn from.
+    # `python run_cola.py search` (recipe/experiments/search.py): how many trials, and the space they are drawn from.
     n_trials: int = field(
         default=20,
         metadata={
@@ -404,7 +404,7 @@ def load_config_file(path: str | Path, parser: argparse.ArgumentParser) -> dict[
 
 
 # Where a setting came from, strongest last: the dataclass's own default, the recipe's (tutorial) default,
-# the machine's (recipe/hardware.py), the --config file, the command line; "derived" is set in the run
+# the machine's (recipe/runtime/hardware.py), the --config file, the command line; "derived" is set in the run
 # (e.g. per-device batch from --global_train_batch_size).
 SOURCES = ("default", "recipe", "machine", "config", "flag", "derived")
 
@@ -433,7 +433,7 @@ def parse_args(
     """Parse `argv` (default: sys.argv[1:]) into the argument dataclasses.
 
     Order of precedence: command-line flag > `--config` YAML > settings for this machine
-    (`recipe.hardware.machine_defaults`) > the recipe's (tutorial) defaults > dataclass defaults. Where each
+    (`recipe.runtime.hardware.machine_defaults`) > the recipe's (tutorial) defaults > dataclass defaults. Where each
     setting came from is kept in `recipe_args.setting_sources`.
 
     Args:

@@ -16,7 +16,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from recipe.arguments import ConfigError, ModelArguments
+from recipe.training.arguments import ConfigError, ModelArguments
 
 COLA_LABELS = {0: "unacceptable", 1: "acceptable"}
 # Families whose position ids start after the padding index (RoBERTa's create_position_ids_from_input_ids):

@@ -7,7 +7,7 @@ a deterministic length sort for evaluation), how files are written (atomically, 
 when asked for, the optimizer's parameter groups.
 
 `build_trainer` is the one place a run's Trainer is put together: `run_cola.main`, the seeds command
-(through main) and the search (recipe/search.py) all call it, so their data, collator, metrics, evaluation
+(through main) and the search (recipe/experiments/search.py) all call it, so their data, collator, metrics, evaluation
 order and optimizer options cannot drift apart.
 """
 
@@ -22,15 +22,15 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import PredictionOutput
 
-from recipe.arguments import ConfigError, DataArguments, ModelArguments, training_settings_error
-from recipe.eval_order import LengthOrderedSampler, length_order, model_input_name, restore_order
-from recipe.hardware import build_data_collator
-from recipe.io import save_metrics_atomically, save_state_atomically
-from recipe.metrics import compute_cola_metrics
-from recipe.model import match_tokenizer_to_model
-from recipe.optim import param_group_optimizer, uses_param_groups
-from recipe.redaction import tokens_hidden
-from recipe.sampling import length_grouped_sampler, seeded
+from recipe.runtime.hardware import build_data_collator
+from recipe.runtime.io import save_metrics_atomically, save_state_atomically
+from recipe.runtime.redaction import tokens_hidden
+from recipe.training.arguments import ConfigError, DataArguments, ModelArguments, training_settings_error
+from recipe.training.eval_order import LengthOrderedSampler, length_order, model_input_name, restore_order
+from recipe.training.metrics import compute_cola_metrics
+from recipe.training.model import match_tokenizer_to_model
+from recipe.training.optim import param_group_optimizer, uses_param_groups
+from recipe.training.sampling import length_grouped_sampler, seeded
 
 # A search trial's optimizer options: trial -> {"classifier_learning_rate": ..., "layerwise_lr_decay": ...}.
 TrialOptimizerOptions = Callable[[Any], dict[str, float]]
@@ -40,9 +40,9 @@ class CoLATrainer(Trainer):
     """`transformers.Trainer` with the recipe's data order, atomic files and optional parameter groups.
 
     Args:
-        classifier_learning_rate: the new head's learning rate; None = learning_rate (recipe/optim.py).
-        layerwise_lr_decay: learning-rate factor per layer down the encoder; 1.0 = off (recipe/optim.py).
-        order_eval_by_length: evaluate and predict in batches sorted by length (recipe/eval_order.py).
+        classifier_learning_rate: the new head's learning rate; None = learning_rate (recipe/training/optim.py).
+        layerwise_lr_decay: learning-rate factor per layer down the encoder; 1.0 = off (recipe/training/optim.py).
+        order_eval_by_length: evaluate and predict in batches sorted by length (recipe/training/eval_order.py).
         trial_optimizer_options: in a search, the two options above drawn for the running trial.
         *args, **kwargs: as for `transformers.Trainer`.
     """
@@ -68,7 +68,7 @@ class CoLATrainer(Trainer):
 
     def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
         # Why: the stock length-grouped sampler shuffles from the global RNG, so a mid-epoch resume
-        # reorders the epoch (recipe/sampling.py; tests/test_faults.py). transformers 5.24.
+        # reorders the epoch (recipe/training/sampling.py; tests/test_faults.py). transformers 5.24.
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         sampler = length_grouped_sampler(self.args, dataset, model_input_name(self.processing_class))
         return (
@@ -76,7 +76,7 @@ class CoLATrainer(Trainer):
         )
 
     def _get_eval_sampler(self, eval_dataset: torch.utils.data.Dataset) -> torch.utils.data.Sampler | None:
-        # Why: sorted by length, each evaluation batch carries little padding (recipe/eval_order.py;
+        # Why: sorted by length, each evaluation batch carries little padding (recipe/training/eval_order.py;
         # tests/test_speed.py). transformers 5.24.
         if not self.orders_eval() or eval_dataset is None:
             return super()._get_eval_sampler(eval_dataset)
@@ -138,7 +138,7 @@ class CoLATrainer(Trainer):
 def model_matched_to(
     model_init: Callable[[Any], PreTrainedModel], tokenizer: PreTrainedTokenizerBase, trial: Any = None
 ) -> PreTrainedModel:
-    """`model_init(trial)` with the tokenizer matched to it (`recipe.model.match_tokenizer_to_model`)."""
+    """`model_init(trial)` with the tokenizer matched to it (`recipe.training.model.match_tokenizer_to_model`)."""
     model = model_init(trial)
     match_tokenizer_to_model(tokenizer, model)
     return model
@@ -172,7 +172,7 @@ def build_trainer(
         model_init = functools.partial(model_matched_to, model_init, tokenizer)
     try:
         return CoLATrainer(
-            # Optimizer parameter groups (recipe/optim.py): the stock optimizer unless these are set.
+            # Optimizer parameter groups (recipe/training/optim.py): the stock optimizer unless these are set.
             classifier_learning_rate=model_args.classifier_learning_rate,
             layerwise_lr_decay=model_args.layerwise_lr_decay,
             # Sorted-by-length evaluation batches, predictions in the dataset's order.

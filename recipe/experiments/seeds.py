@@ -2,7 +2,7 @@
 
 Each seed trains into OUTPUT_DIR/seed-N with the same flags otherwise. A seed whose folder already holds
 all_results.json (a finished run) is not retrained, and an interrupted one resumes from its last
-checkpoint (recipe/checkpoints.py), so the command can simply be run again. The summary goes to
+checkpoint (recipe/training/checkpoints.py), so the command can simply be run again. The summary goes to
 OUTPUT_DIR: seeds.csv (one row per run), seeds.md (the runs, then mean/std/min/max per split) and
 seeds.png (each run's MCC per split over a box plot). Runs with the grammar report card (--annotations)
 add its aggregate: mean +- std of each phenomenon's MCC over the seeds in seeds_phenomena.csv (major and
@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from recipe.arguments import parse_args
-from recipe.phenomena import finish_feature_axes, read_scores_csv
-from recipe.reporting import SPLIT_TITLES, markdown_table, plt, save_figure
+from recipe.reports.phenomena import finish_feature_axes, read_scores_csv
+from recipe.reports.reporting import SPLIT_TITLES, markdown_table, plt, save_figure
+from recipe.training.arguments import parse_args
 
 logger = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import huggingface_hub
 import huggingface_hub.constants
 
-from recipe.arguments import ConfigError, DataArguments, ModelArguments
-from recipe.data import GLUE_DEV_FILE, GLUE_TRAIN_FILE
-from recipe.download import RELEASE_FOLDER_NAME, RELEASE_MARKER
-from recipe.model import PACKAGE_SCHEME
+from recipe.training.arguments import ConfigError, DataArguments, ModelArguments
+from recipe.training.data import GLUE_DEV_FILE, GLUE_TRAIN_FILE
+from recipe.training.download import RELEASE_FOLDER_NAME, RELEASE_MARKER
+from recipe.training.model import PACKAGE_SCHEME
 
 logger = logging.getLogger(__name__)
 

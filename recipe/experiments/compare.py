@@ -29,8 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recipe.arguments import ConfigError
-from recipe.phenomena import (
+from recipe.reports.phenomena import (
     N_RESAMPLES,
     SCORED_SPLITS,
     AnnotationTable,
@@ -40,8 +39,9 @@ from recipe.phenomena import (
     mcc_rows,
     read_annotations,
 )
-from recipe.predictions import SplitPredictions, read_predictions_tsv
-from recipe.reporting import RUN_ARGS_FILE, markdown_table, plt, save_figure
+from recipe.reports.predictions import SplitPredictions, read_predictions_tsv
+from recipe.reports.reporting import RUN_ARGS_FILE, markdown_table, plt, save_figure
+from recipe.training.arguments import ConfigError
 
 logger = logging.getLogger(__name__)
 

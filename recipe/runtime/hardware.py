@@ -1,6 +1,6 @@
 """What this machine does fast, turned into stock `TrainingArguments` values and a data collator.
 
-The values are plain `TrainingArguments` settings that `recipe.arguments.parse_args` installs as defaults
+The values are plain `TrainingArguments` settings that `recipe.training.arguments.parse_args` installs as defaults
 under the `--config` file and the command line (a user's explicit flag always wins), and records with the
 source "machine" so a run's record and its reproduce command carry them explicitly.
 
@@ -226,7 +226,7 @@ def env_report(hardware: Hardware | None = None) -> str:
         lines.append(
             f"- GPU: none visible to torch (torch build CUDA: {torch.version.cuda or 'none, CPU build'})"
         )
-    from recipe.versions import run_versions  # recipe.versions imports this module
+    from recipe.runtime.versions import run_versions  # recipe.runtime.versions imports this module
 
     versions = {k: v for k, v in run_versions(hardware.describe()).items() if k != "machine"}
     lines += ["", "## Libraries", *(f"- {name}: {version}" for name, version in versions.items())]

@@ -11,7 +11,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from recipe.hardware import detect_hardware
+from recipe.runtime.hardware import detect_hardware
 
 # The distributions whose versions decide a run's numbers (and the one that uploads it).
 RECORDED_PACKAGES = ("torch", "transformers", "datasets", "accelerate", "evaluate", "huggingface_hub")

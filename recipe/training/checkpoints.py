@@ -20,9 +20,9 @@ from typing import Any
 from transformers import TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from recipe.arguments import ConfigError, RecipeArguments
-from recipe.model import CheckpointError
-from recipe.run_settings import check_same_run
+from recipe.training.arguments import ConfigError, RecipeArguments
+from recipe.training.model import CheckpointError
+from recipe.training.run_settings import check_same_run
 
 logger = logging.getLogger(__name__)
 
@@ -209,7 +209,7 @@ def resolve_resume_checkpoint(
     then find the folder as it left it and reach the same answer (or the same error).
 
     Args:
-        settings: this run's result-shaping settings (recipe/run_settings.py); when given, a resume from
+        settings: this run's result-shaping settings (recipe/training/run_settings.py); when given, a resume from
             a checkpoint of a run started with other settings is refused before anything changes on disk.
 
     Raises:

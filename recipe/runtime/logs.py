@@ -11,7 +11,7 @@ import huggingface_hub.utils.logging
 import transformers
 from transformers import TrainingArguments
 
-from recipe.redaction import install_log_redaction, secret_values
+from recipe.runtime.redaction import install_log_redaction, secret_values
 
 # The loggers whose level follows the Trainer's process log level (quiet on non-main ranks).
 RECIPE_LOGGERS = ("run_cola", "recipe", "optuna")

@@ -42,11 +42,11 @@ from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments  # noqa: E402
 from transformers.trainer_utils import PredictionOutput  # noqa: E402
 
-from recipe.arguments import DataArguments, ModelArguments, RecipeArguments, parse_args  # noqa: E402
-from recipe.metrics import compute_mcc  # noqa: E402
-from recipe.model import PACKAGE_SCHEME  # noqa: E402
-from recipe.predictions import card_section  # noqa: E402
-from recipe.versions import run_versions  # noqa: E402
+from recipe.reports.predictions import card_section  # noqa: E402
+from recipe.runtime.versions import run_versions  # noqa: E402
+from recipe.training.arguments import DataArguments, ModelArguments, RecipeArguments, parse_args  # noqa: E402
+from recipe.training.metrics import compute_mcc  # noqa: E402
+from recipe.training.model import PACKAGE_SCHEME  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -531,7 +531,7 @@ def card_sections(
         "## Results\n\n"
         + markdown_table(["split", "examples", "MCC", "accuracy", "loss"], result_rows)
         + f"\n\nThis folder holds {kept}.",
-        # Predictions, confident errors, report card: written by recipe/analysis.py after evaluation.
+        # Predictions, confident errors, report card: written by recipe/reports/analysis.py after evaluation.
         card_section(training_args.output_dir),
         "## Training, per epoch\n\n"
         + (
@@ -644,7 +644,7 @@ def write_run_report(
         # The exact command, this machine's paths included (the card shows them as path/to/<name>).
         "reproduce_command": reproduce_command(model_args, data_args, training_args, recipe_args),
     }
-    run_args["versions"] = run_versions(recipe_args.machine)  # recipe/versions.py
+    run_args["versions"] = run_versions(recipe_args.machine)  # recipe/runtime/versions.py
     (output_dir / RUN_ARGS_FILE).write_text(json.dumps(run_args, indent=2) + "\n", encoding="utf-8")
     written.append(output_dir / RUN_ARGS_FILE)
 

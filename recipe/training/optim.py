@@ -12,7 +12,7 @@ Fine-Tune BERT for Text Classification"; ELECTRA's layer-wise decay).
 The classification head (every parameter outside `model.base_model_prefix`, e.g. `classifier.*`) is new,
 so it gets `classifier_learning_rate` (default: `learning_rate`) and no decay.
 
-With both options off the recipe's Trainer (recipe/trainer.py) builds the stock optimizer
+With both options off the recipe's Trainer (recipe/training/trainer.py) builds the stock optimizer
 (`Trainer.create_optimizer`); with either on, `param_group_optimizer` below.
 """
 
@@ -26,7 +26,7 @@ from torch import nn
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_optimizer import is_optimizer_factory
 
-from recipe.arguments import ConfigError
+from recipe.training.arguments import ConfigError
 
 LAYER_INDEX = re.compile(r"\.layers?\.(\d+)\.")
 

@@ -10,7 +10,9 @@ import numpy as np
 from transformers import EvalPrediction
 
 # Loaded by path: evaluate.load("matthews_correlation") by name fetches code from the Hub.
-MCC_METRIC_PATH = Path(__file__).parent / "metrics" / "matthews_correlation" / "matthews_correlation.py"
+MCC_METRIC_PATH = (
+    Path(__file__).parent / "metric_scripts" / "matthews_correlation" / "matthews_correlation.py"
+)
 
 
 @functools.cache

@@ -7,7 +7,7 @@ wrong batches: the final weights differ from an uninterrupted run's. Seeding the
 from (seed, epoch) through `set_epoch` (which the Trainer calls at every epoch start, also on resume) makes
 each epoch's order a function of the seed alone. Written by hand because the library sampler has no seed.
 
-The lengths come from one read of the input column (`recipe.eval_order.sequence_lengths`), not from
+The lengths come from one read of the input column (`recipe.training.eval_order.sequence_lengths`), not from
 decoding every row as the stock sampler does when the dataset has no `length` column.
 """
 
@@ -19,7 +19,7 @@ import datasets
 import torch
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from recipe.eval_order import sequence_lengths
+from recipe.training.eval_order import sequence_lengths
 
 
 class EpochSeededLengthGroupedSampler(LengthGroupedSampler):

@@ -16,12 +16,14 @@ from typing import Any
 import numpy as np
 from scipy.special import softmax
 
-from recipe.data import NO_LABEL, DataError
+from recipe.training.data import NO_LABEL, DataError
 
 PREDICTION_COLUMNS = ("source", "label", "prediction", "p_acceptable", "sentence")
-ACCEPTABLE_ID = 1  # CoLA's label ids: 0 unacceptable, 1 acceptable (recipe/model.py sets id2label so)
+ACCEPTABLE_ID = (
+    1  # CoLA's label ids: 0 unacceptable, 1 acceptable (recipe/training/model.py sets id2label so)
+)
 N_CONFIDENT_ERRORS = 5  # per kind and split in the model card
-# The model card's "What the model gets wrong" section, written by recipe/analysis.py after evaluation.
+# The model card's "What the model gets wrong" section, written by recipe/reports/analysis.py after evaluation.
 CARD_SECTION_FILE = "error_analysis.md"
 
 
@@ -159,7 +161,7 @@ def single_predicted_class(predictions: SplitPredictions) -> int | None:
 def card_section(output_dir: str | Path) -> str:
     """The model card's "What the model gets wrong" section as the run wrote it ("" if it evaluated nothing).
 
-    Read from the output folder so the card builder needs nothing but the folder (recipe/analysis.py).
+    Read from the output folder so the card builder needs nothing but the folder (recipe/reports/analysis.py).
     """
     path = Path(output_dir) / CARD_SECTION_FILE
     return path.read_text(encoding="utf-8") if path.is_file() else ""

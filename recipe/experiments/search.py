@@ -27,13 +27,13 @@ import datasets
 import yaml
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
-from recipe.arguments import ConfigError, DataArguments, ModelArguments, RecipeArguments, parse_args
-from recipe.data import load_cola_splits, split_seed, tokenize_cola
-from recipe.logs import setup_logging
-from recipe.model import load_model, load_tokenizer
-from recipe.network import check_network
-from recipe.reporting import arguments_as_dicts
-from recipe.trainer import build_trainer
+from recipe.reports.reporting import arguments_as_dicts
+from recipe.runtime.logs import setup_logging
+from recipe.runtime.network import check_network
+from recipe.training.arguments import ConfigError, DataArguments, ModelArguments, RecipeArguments, parse_args
+from recipe.training.data import load_cola_splits, split_seed, tokenize_cola
+from recipe.training.model import load_model, load_tokenizer
+from recipe.training.trainer import build_trainer
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ def suggest_training_settings(trial: Any, recipe_args: RecipeArguments) -> dict[
 
 
 def suggest_optimizer_settings(trial: Any, recipe_args: RecipeArguments) -> dict[str, float]:
-    """Draw the parameter-group options (recipe/optim.py) when their `--search_*` ranges are given.
+    """Draw the parameter-group options (recipe/training/optim.py) when their `--search_*` ranges are given.
 
     They are ModelArguments, not TrainingArguments, so the Trainer cannot set them; the recipe's Trainer
     applies them when it builds each trial's optimizer (`trial_optimizer_options`). Returns {} when neither is searched.
@@ -307,7 +307,7 @@ def write_best_config(
     header = [
         f"# python run_cola.py --config {path}",
         f"#   override a key:  python run_cola.py --config {path} --seed 43",
-        f"# The best of {n_finished} finished trials of `python run_cola.py search` (recipe/search.py):",
+        f"# The best of {n_finished} finished trials of `python run_cola.py search` (recipe/experiments/search.py):",
         f"# validation {OBJECTIVE} {best_value:.4f} (trial {best_number}).",
         "# Searched: "
         + ", ".join([*SEARCHED_KEYS, *optimizer_options_from_params(best_params)])

@@ -1,0 +1,1 @@
+"""Several runs: seeds, the hyperparameter search, and runs compared side by side."""

@@ -1,0 +1,1 @@
+"""Machine and process plumbing: hardware, several processes, signals, logs, secrets, files."""

@@ -1,0 +1,1 @@
+"""A trained model at work: predict, the GLUE submission file, the Hub upload."""
