@@ -16,9 +16,9 @@ from conftest import BF16_CARD, BF16_CPU, FP16_CARD, PLAIN_CPU, fast_args
 from transformers import AutoModelForSequenceClassification
 
 import run_cola
-from recipe.reports.reporting import arguments_as_dicts, reproduce_command
 from recipe.runtime import hardware
 from recipe.training.arguments import ConfigError, parse_args
+from recipe.training.settings import arguments_as_dicts, reproduce_command
 
 
 @pytest.fixture

@@ -16,14 +16,9 @@ from conftest import fast_args
 from safetensors.torch import load_file
 
 import run_cola
-from recipe.reports.reporting import (
-    EPOCH_COLUMNS,
-    arguments_as_dicts,
-    epoch_rows,
-    mcc_by_batch,
-    reproduce_command,
-)
+from recipe.reports.reporting import EPOCH_COLUMNS, epoch_rows, mcc_by_batch
 from recipe.training.arguments import parse_args
+from recipe.training.settings import arguments_as_dicts, reproduce_command
 
 
 def assert_real_png(path: Path, min_side: int = 200) -> None:

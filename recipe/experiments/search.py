@@ -27,12 +27,12 @@ import datasets
 import yaml
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
-from recipe.reports.reporting import arguments_as_dicts
 from recipe.runtime.logs import setup_logging
 from recipe.runtime.network import check_network
 from recipe.training.arguments import ConfigError, DataArguments, ModelArguments, RecipeArguments, parse_args
 from recipe.training.data import load_cola_splits, split_seed, tokenize_cola
 from recipe.training.model import load_model, load_tokenizer
+from recipe.training.settings import settings_differing_from_defaults
 from recipe.training.trainer import build_trainer
 
 logger = logging.getLogger(__name__)
@@ -248,31 +248,15 @@ def count_finished(optuna: ModuleType, study: Any) -> int:
     return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
 
 
-def settings_differing_from_defaults(
+def search_base_settings(
     model_args: ModelArguments,
     data_args: DataArguments,
     training_args: TrainingArguments,
     recipe_args: RecipeArguments,
 ) -> dict[str, Any]:
-    """Every argument of this run whose value is not the recipe's default (config file + flags).
-
-    Compared field by field with the recipe's machine-independent defaults, so the best trial's config
-    repeats whatever the search ran with (model, data, max_seq_length, eval_strategy...); the settings
-    chosen for the machine (bf16, use_cpu, optim, batch sizes: `setting_sources`) are always carried, so
-    best.yaml runs the same job on another machine.
-    """
-    defaults = parse_args([], machine_settings=False)
-    actual = arguments_as_dicts(model_args, data_args, training_args, recipe_args)
-    sources = recipe_args.setting_sources
-    values: dict[str, Any] = {}
-    for current, default in zip(actual, arguments_as_dicts(*defaults), strict=True):
-        values.update(
-            {
-                key: value
-                for key, value in current.items()
-                if value != default.get(key) or sources.get(key) == "machine"
-            }
-        )
+    """The settings every trial starts from and best.yaml repeats: those differing from the recipe's
+    defaults (the search's own keys, the output folder and run name left out)."""
+    values = settings_differing_from_defaults(model_args, data_args, training_args, recipe_args)
     for key in SEARCH_ONLY_RECIPE_KEYS | {"output_dir", "run_name"}:
         values.pop(key, None)
     return values
@@ -401,7 +385,7 @@ def run_search(
         logger.warning("--overwrite_output: removing the previous search in %s", out)
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    base_settings = settings_differing_from_defaults(model_args, data_args, training_args, recipe_args)
+    base_settings = search_base_settings(model_args, data_args, training_args, recipe_args)
 
     set_seed(training_args.seed)
     # One split for every trial (a trial's drawn seed sets its head and data order, not its validation set).

@@ -19,7 +19,6 @@ Figures use matplotlib's Agg backend (no display) and are closed after saving.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import logging
 import math
@@ -44,9 +43,10 @@ from transformers.trainer_utils import PredictionOutput  # noqa: E402
 
 from recipe.reports.predictions import card_section  # noqa: E402
 from recipe.runtime.versions import run_versions  # noqa: E402
-from recipe.training.arguments import DataArguments, ModelArguments, RecipeArguments, parse_args  # noqa: E402
+from recipe.training.arguments import DataArguments, ModelArguments, RecipeArguments  # noqa: E402
 from recipe.training.metrics import compute_mcc  # noqa: E402
 from recipe.training.model import PACKAGE_SCHEME  # noqa: E402
+from recipe.training.settings import arguments_as_dicts, effective_settings, reproduce_command
 
 logger = logging.getLogger(__name__)
 
@@ -258,74 +258,6 @@ def predicted_labels(output: PredictionOutput) -> tuple[np.ndarray, np.ndarray]:
     """Predicted and true labels of one split, from the `trainer.predict` output `main()` already has."""
     logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
     return np.argmax(logits, axis=-1), np.asarray(output.label_ids)
-
-
-def cli_value(value: Any) -> list[str]:
-    """A dataclass value as the command-line words HfArgumentParser reads back."""
-    if isinstance(value, bool):
-        return ["true" if value else "false"]
-    if isinstance(value, list | tuple):
-        return [str(item) for item in value]
-    if isinstance(value, dict):
-        return [json.dumps(value)]
-    return [str(value)]
-
-
-def arguments_as_dicts(*arguments: Any) -> list[dict[str, Any]]:
-    """Each argument dataclass as a dict of its flags (init fields; TrainingArguments with enums as values)."""
-    dicts = []
-    for args in arguments:
-        values = args.to_dict() if isinstance(args, TrainingArguments) else dataclasses.asdict(args)
-        flags = {f.name for f in dataclasses.fields(args) if f.init}
-        dicts.append({key: value for key, value in values.items() if key in flags})
-    return dicts
-
-
-def effective_settings(
-    model_args: ModelArguments,
-    data_args: DataArguments,
-    training_args: TrainingArguments,
-    recipe_args: RecipeArguments,
-) -> dict[str, dict[str, Any]]:
-    """Every flag's effective value and where it came from (`recipe_args.setting_sources`): default,
-    recipe, machine, config, flag or derived. Credentials are masked."""
-    sources = recipe_args.setting_sources
-    settings: dict[str, dict[str, Any]] = {}
-    for values in arguments_as_dicts(model_args, data_args, training_args, recipe_args):
-        for key, value in values.items():
-            shown = "<redacted>" if key.endswith("_token") and value else value
-            settings[key] = {"value": shown, "source": sources.get(key, "default")}
-    return settings
-
-
-def reproduce_command(
-    model_args: ModelArguments,
-    data_args: DataArguments,
-    training_args: TrainingArguments,
-    recipe_args: RecipeArguments,
-) -> str:
-    """`python run_cola.py ...` with every value that differs from the recipe's defaults, and every value
-    chosen for the machine (bf16, use_cpu, batch sizes...) even where it equals a default, so that the
-    command runs the same job on any machine.
-
-    Built from the parsed arguments, not from sys.argv, so it is exact however the run was started
-    (a --config file is inlined; tests calling main() get one too). The defaults compared against are
-    the recipe's without the machine (`parse_args([], machine_settings=False)`): nothing is re-detected.
-    """
-    words = ["python", "run_cola.py"]
-    actual = arguments_as_dicts(model_args, data_args, training_args, recipe_args)
-    defaults = arguments_as_dicts(*parse_args([], machine_settings=False))
-    sources = recipe_args.setting_sources
-    for values, default_values in zip(actual, defaults, strict=True):
-        for key, value in values.items():
-            machine_chosen = sources.get(key) == "machine"
-            if (value == default_values.get(key) and not machine_chosen) or key.endswith("_token"):
-                continue
-            if value is None:
-                logger.info("reproduce command: --%s is None, which has no flag form; left out.", key)
-                continue
-            words += [f"--{key}", *cli_value(value)]
-    return shlex.join(words)
 
 
 def settings_table(settings: dict[str, dict[str, Any]]) -> str:
