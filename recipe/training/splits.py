@@ -56,15 +56,38 @@ DEV = Split(
 )
 TEST = Split("test", "test", "test (unlabeled)", labeled=False)
 
-# Every split, in the order the data is loaded, evaluated and reported.
+# Every split, in the order the data is loaded, evaluated and reported. Read at call time by the functions
+# below, so a split added here (or by a test) is seen everywhere.
 SPLITS: tuple[Split, ...] = (TRAIN, VALIDATION, IN_DOMAIN_DEV, OUT_OF_DOMAIN_DEV, DEV, TEST)
-BY_NAME = {split.name: split for split in SPLITS}
-BY_PREFIX = {split.metric_prefix: split for split in SPLITS}
-SCORED = tuple(split for split in SPLITS if split.scored)
-REQUIRED_RELEASE_FILES = (TRAIN.release_file, IN_DOMAIN_DEV.release_file)  # out-of-domain dev is optional
 # Where the validation set comes from (--validation_strategy): a seeded share of train, in-domain dev
 # (or GLUE's dev when the parts are not separate), or none.
 VALIDATION_STRATEGIES = ("split", DEV.name, "none")
+
+
+def by_name() -> dict[str, Split]:
+    """The registered splits by name."""
+    return {split.name: split for split in SPLITS}
+
+
+def by_prefix() -> dict[str, Split]:
+    """The registered splits by metric prefix (`eval` is validation)."""
+    return {split.metric_prefix: split for split in SPLITS}
+
+
+def scored() -> list[Split]:
+    """The held-out test sets, in order."""
+    return [split for split in SPLITS if split.scored]
+
+
+def release_files(required_only: bool = False) -> dict[str, str]:
+    """Split name -> its file in the release folder; `required_only`: train and in-domain dev (out-of-domain
+    dev and any added test file are optional)."""
+    required = {TRAIN.name, IN_DOMAIN_DEV.name}
+    return {
+        split.name: split.release_file
+        for split in SPLITS
+        if split.release_file and (split.name in required or not required_only)
+    }
 
 
 def split_named(name: str) -> Split:
@@ -73,9 +96,10 @@ def split_named(name: str) -> Split:
     Raises:
         KeyError: not a registered split (the message lists them).
     """
-    if name not in BY_NAME:
-        raise KeyError(f"'{name}' is not a split; the splits are {', '.join(BY_NAME)}.")
-    return BY_NAME[name]
+    registered = by_name()
+    if name not in registered:
+        raise KeyError(f"'{name}' is not a split; the splits are {', '.join(registered)}.")
+    return registered[name]
 
 
 def in_order(names: Iterable[str]) -> list[Split]:
