@@ -127,29 +127,27 @@ def check_network(model_args: ModelArguments, data_args: DataArguments) -> None:
 
     A Hub checkpoint already in the Hugging Face cache is used from there when the Hub is unreachable
     (said once in the log). Everything else that is unreachable is listed in one error with the offline
-    commands.
+    commands. With HF_HUB_OFFLINE set the Hub is not asked at all (the loaders read the cache and say what
+    is missing, with no retries).
 
     Raises:
         NetworkUnavailable: something the run needs is unreachable and not cached.
     """
-    needs = network_needs(model_args, data_args)
+    needs = [need for need in network_needs(model_args, data_args) if not (need.hub and hub_offline())]
     reasons: dict[str, str | None] = {}
     missing = []
     for need in needs:
         host = urllib.parse.urlparse(need.url).netloc
-        if need.hub and hub_offline():
-            reasons[host] = "HF_HUB_OFFLINE is set"
-        elif host not in reasons:
+        if host not in reasons:
             reasons[host] = unreachable_reason(need.url)
         if reasons[host] is None:
             continue
         repo_id = need.url.removeprefix(f"{huggingface_hub.constants.ENDPOINT}/")
         if need.dataset or (need.hub and cached_on_hub_cache(repo_id, model_args)):
-            if not hub_offline():  # the user asked for nothing offline: say once why the cache is used
-                logger.warning(
-                    "%s: the Hub is unreachable (%s); using the cached copy.", need.what, reasons[host]
-                )
-                go_offline_for_hub()
+            logger.warning(
+                "%s: the Hub is unreachable (%s); using the cached copy.", need.what, reasons[host]
+            )
+            go_offline_for_hub()
             continue
         missing.append(f"  - {need.what}: {need.url} ({reasons[host]})")
     if missing:

