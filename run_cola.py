@@ -5,7 +5,7 @@
     accelerate launch run_cola.py --config configs/bert-base-uncased.yaml
     make train MODEL=bert-base-uncased DATA_DIR=data/cola_public ARGS="--num_train_epochs 3"
 
-Steps, top to bottom: log -> data -> tokenizer/model -> trainer -> train -> evaluate -> save.
+Steps, top to bottom: log -> data -> tokenizer/model -> trainer -> train -> evaluate -> reports -> upload.
 Flags: `python run_cola.py --help`. Tests call `main()` directly.
 """
 
@@ -16,15 +16,14 @@ import logging
 import sys
 from collections.abc import Callable
 
-import numpy as np
 from transformers import TrainingArguments, set_seed
-from transformers.trainer_utils import PredictionOutput
 
 from recipe.experiments.compare import compare_cli
 from recipe.experiments.search import search_cli
 from recipe.experiments.seeds import seeds_cli
 from recipe.reports.analysis import load_annotations_for_run, write_error_analysis
-from recipe.reports.reporting import EpochTimerCallback, predicted_labels, write_run_report
+from recipe.reports.epochs import EpochTimerCallback
+from recipe.reports.reporting import write_run_report
 from recipe.runtime.distributed import apply_global_batch_size, launch_summary
 from recipe.runtime.hardware import env_cli
 from recipe.runtime.logs import setup_logging
@@ -33,6 +32,7 @@ from recipe.runtime.signals import GracefulStopCallback, TrainingInterrupted, ra
 from recipe.serving.hub import HubPushError, defer_push_to_end, push_output_folder
 from recipe.serving.predict import predict_cli
 from recipe.serving.submission import predict_test_submission
+from recipe.training import splits
 from recipe.training.arguments import ConfigError, DataArguments, ModelArguments, RecipeArguments, parse_args
 from recipe.training.best_model import configure_best_model
 from recipe.training.checkpoints import resolve_resume_checkpoint
@@ -43,6 +43,7 @@ from recipe.training.data import (
     load_cola_splits,
     tokenize_cola,
 )
+from recipe.training.evaluation import evaluate_splits
 from recipe.training.model import (
     CheckpointError,
     check_max_seq_length,
@@ -54,8 +55,6 @@ from recipe.training.run_settings import RunSettingsCallback, result_settings
 from recipe.training.trainer import build_trainer
 
 logger = logging.getLogger("run_cola")
-
-TEST_SPLITS = ("in_domain_dev", "out_of_domain_dev", "dev")
 
 
 def main(
@@ -96,7 +95,7 @@ def main(
     callbacks = [
         EpochTimerCallback(),
         RunSettingsCallback(settings),
-        *configure_best_model(training_args, recipe_args, "validation" in tokenized),
+        *configure_best_model(training_args, recipe_args, splits.VALIDATION.name in tokenized),
         stop_on_signal,
     ]
     trainer = build_trainer(
@@ -104,44 +103,33 @@ def main(
     )
 
     results: dict[str, float] = dict(truncated)
-    split_predictions: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    split_outputs: dict[str, PredictionOutput] = {}
     if training_args.do_train:
         train_result = trainer.train(resume_from_checkpoint=resume_from)
         raise_if_interrupted(stop_on_signal)
         trainer.save_model()  # the model and the tokenizer (processing_class), reloadable by from_pretrained
-        trainer.log_metrics("train", train_result.metrics)
-        trainer.save_metrics("train", train_result.metrics)
+        trainer.log_metrics(splits.TRAIN.metric_prefix, train_result.metrics)
+        trainer.save_metrics(splits.TRAIN.metric_prefix, train_result.metrics)
         trainer.save_state()
         results.update(train_result.metrics)
 
-    if training_args.do_eval:
-        splits = (["validation"] if "validation" in tokenized else []) + [
-            s for s in TEST_SPLITS if s in tokenized
-        ]
-        for split in splits:
-            prefix = "eval" if split == "validation" else split
-            # predict = evaluate's loop and metrics, plus the predictions the report plots (no second pass).
-            output = trainer.predict(tokenized[split], metric_key_prefix=prefix)
-            trainer.log(output.metrics)  # as evaluate() does: log history, TensorBoard
-            split_predictions[split] = predicted_labels(output)
-            split_outputs[split] = output
-            metrics = {**output.metrics, f"{prefix}_samples": len(tokenized[split])}
-            trainer.log_metrics(prefix, metrics)
-            trainer.save_metrics(prefix, metrics)
-            results.update(metrics)
+    # Validation, then each test split (recipe/training/splits.py): one result per split, kept in memory.
+    evaluated = evaluate_splits(trainer, tokenized) if training_args.do_eval else {}
+    for result in evaluated.values():
+        results.update(result.metrics)
     launch = launch_summary(training_args)  # world size and global batch, into all_results.json
     trainer.save_metrics("launch", launch)
     results.update(launch)
 
     if training_args.do_predict:  # the unlabeled test set -> CoLA.tsv (GLUE submission format)
-        predict_test_submission(trainer, tokenized["test"], raw["test"], training_args.output_dir)
-    if trainer.is_world_process_zero():  # <split>_predictions.tsv, phenomena.*, the card's error section
-        write_error_analysis(raw, split_outputs, annotations, data_args, training_args)
-    if recipe_args.write_report:
-        write_run_report(
-            trainer, results, model_args, data_args, training_args, recipe_args, split_predictions
-        )
+        test = splits.TEST.name
+        predict_test_submission(trainer, tokenized[test], raw[test], training_args.output_dir)
+    if trainer.is_world_process_zero():
+        # <split>_predictions.tsv, phenomena.*; returns the card's "What the model gets wrong" section.
+        error_analysis = write_error_analysis(raw, evaluated, annotations, data_args, training_args)
+        if recipe_args.write_report:  # epochs, plots, model card, summary line
+            write_run_report(
+                trainer, results, evaluated, error_analysis, model_args, data_args, training_args, recipe_args
+            )
 
     # Everything is written: upload the folder once (recipe/serving/hub.py). A failure raises HubPushError, which
     # leaves the run complete on disk; cli() prints it and exits with its exit_code (3).

@@ -19,8 +19,10 @@ from transformers.trainer_utils import PredictionOutput
 import run_cola
 from recipe.reports.analysis import load_annotations_for_run, write_error_analysis
 from recipe.reports.predictions import read_predictions_tsv, tsv_text
+from recipe.training import splits
 from recipe.training.arguments import ConfigError, DataArguments, parse_args
 from recipe.training.data import read_cola_tsv
+from recipe.training.evaluation import SplitResult, split_result
 
 MAJOR = ("Simple", "Binding", "Question")
 MINOR = ("Copula", "Passive")
@@ -147,11 +149,13 @@ def test_a_bad_annotation_file_stops_the_run_before_training(tiny_bert, annotate
     assert "this run evaluates none (--do_eval is off)" in capsys.readouterr().err
 
 
-def constant_output(n: int, constant: bool) -> PredictionOutput:
-    """Logits for `n` sentences: all 'acceptable', or alternating when not `constant`."""
+def constant_output(n: int, constant: bool, split: splits.Split) -> SplitResult:
+    """`split`'s result for `n` sentences: all 'acceptable', or alternating when not `constant`."""
     acceptable = np.ones(n, dtype=bool) if constant else np.arange(n) % 2 == 0
     logits = np.where(acceptable[:, None], [[-1.0, 2.0]], [[2.0, -1.0]]).astype(np.float32)
-    return PredictionOutput(predictions=logits, label_ids=np.array([1, 0] * (n // 2)), metrics={})
+    return split_result(
+        split, PredictionOutput(predictions=logits, label_ids=np.array([1, 0] * (n // 2)), metrics={})
+    )
 
 
 def four_sentences() -> datasets.DatasetDict:
@@ -164,7 +168,10 @@ def four_sentences() -> datasets.DatasetDict:
 @pytest.mark.parametrize("constant", [True, False])
 def test_a_model_predicting_one_class_is_called_out(tmp_path, caplog, constant):
     raw = four_sentences()
-    outputs = {"validation": constant_output(4, constant), "in_domain_dev": constant_output(4, False)}
+    outputs = {
+        "validation": constant_output(4, constant, splits.VALIDATION),
+        "in_domain_dev": constant_output(4, False, splits.IN_DOMAIN_DEV),
+    }
     training_args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True)
     with caplog.at_level(logging.WARNING, logger="recipe.reports.analysis"):
         write_error_analysis(raw, outputs, None, DataArguments(), training_args)
@@ -194,7 +201,10 @@ def test_without_predictions_in_dataset_order_nothing_per_sentence_is_written(tm
         do_eval=True,
         train_sampling_strategy="group_by_length",
     )
-    outputs = {"validation": constant_output(4, True), "in_domain_dev": constant_output(4, False)}
+    outputs = {
+        "validation": constant_output(4, True, splits.VALIDATION),
+        "in_domain_dev": constant_output(4, False, splits.IN_DOMAIN_DEV),
+    }
     with caplog.at_level(logging.WARNING, logger="recipe.reports.analysis"):
         write_error_analysis(four_sentences(), outputs, None, data_args, training_args)
     assert not list(tmp_path.glob("*_predictions.tsv"))

@@ -9,14 +9,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import matthews_corrcoef
 
-from recipe.reports.phenomena import (
-    bootstrap_indices,
-    match_annotations,
-    mcc_interval,
-    mcc_rows,
-    read_annotations,
-    score_phenomena,
-)
+from recipe.reports.annotations import match_annotations, read_annotations
+from recipe.reports.phenomena import bootstrap_indices, mcc_interval, mcc_rows, score_phenomena
 from recipe.training.data import DataError
 
 FEATURES = ("Simple", "Binding", "Question")

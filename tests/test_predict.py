@@ -24,7 +24,7 @@ from transformers import (
 
 import run_cola
 from recipe.reports.predictions import read_predictions_tsv
-from recipe.reports.reporting import RUN_ARGS_FILE
+from recipe.reports.run_args import RUN_ARGS_FILE
 from recipe.serving.predict import load_cola_pipeline, predict_cli, training_max_seq_length
 from recipe.training.arguments import DataArguments, parse_args
 from recipe.training.data import NO_LABEL, read_cola_tsv, tokenize_cola

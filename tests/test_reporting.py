@@ -16,7 +16,8 @@ from conftest import fast_args
 from safetensors.torch import load_file
 
 import run_cola
-from recipe.reports.reporting import EPOCH_COLUMNS, epoch_rows, mcc_by_batch
+from recipe.reports.epochs import EPOCH_COLUMNS, epoch_rows
+from recipe.reports.plots import mcc_by_batch
 from recipe.training.arguments import parse_args
 from recipe.training.settings import arguments_as_dicts, reproduce_command
 

@@ -17,7 +17,7 @@ from huggingface_hub.hf_api import RepoUrl
 from huggingface_hub.utils import filter_repo_objects
 
 import run_cola
-from recipe.reports.reporting import card_data, data_description, is_hub_model_id
+from recipe.reports.card import card_data, data_description, is_hub_model_id
 from recipe.runtime.versions import DIRTY_MARK, RECORDED_PACKAGES, git_commit, run_versions
 from recipe.serving.hub import HUB_PUSH_FAILED_EXIT, HubPushError, HubTarget, push_output_folder
 from recipe.training.arguments import DataArguments, ModelArguments, RecipeArguments, parse_args
@@ -167,9 +167,7 @@ def test_base_model_is_set_only_for_a_hub_id(tmp_path):
     assert not is_hub_model_id(str(tmp_path / "gone" / "model"))  # an absolute path, even when missing
     _, data_args, training_args, recipe_args = parse_args(["--output_dir", str(tmp_path / "out")])
     for name, expected in (("bert-base-uncased", "bert-base-uncased"), ("package:pkg/model", None)):
-        data = card_data(
-            ModelArguments(model_name_or_path=name), data_args, training_args, recipe_args, {}, []
-        )
+        data = card_data(ModelArguments(model_name_or_path=name), data_args, training_args, recipe_args, [])
         assert data.base_model == expected
         assert data.license is None and "license" not in data.to_yaml()
         assert data.model_name == "out"

@@ -29,23 +29,17 @@ from pathlib import Path
 
 import numpy as np
 
-from recipe.reports.phenomena import (
-    N_RESAMPLES,
-    SCORED_SPLITS,
-    AnnotationTable,
-    bootstrap_indices,
-    interval_text,
-    match_annotations,
-    mcc_rows,
-    read_annotations,
-)
+from recipe.reports.annotations import AnnotationTable, match_annotations, read_annotations
+from recipe.reports.phenomena import N_RESAMPLES, annotated_splits, bootstrap_indices, interval_text, mcc_rows
+from recipe.reports.plots import markdown_table, plt, save_figure
 from recipe.reports.predictions import SplitPredictions, read_predictions_tsv
-from recipe.reports.reporting import RUN_ARGS_FILE, markdown_table, plt, save_figure
+from recipe.reports.run_args import RUN_ARGS_FILE
+from recipe.training import splits
 from recipe.training.arguments import ConfigError
 
 logger = logging.getLogger(__name__)
 
-COMPARED_SPLITS = ("validation", *SCORED_SPLITS)
+COMPARED_SPLITS = ("validation", *(split.name for split in splits.SPLITS if split.annotated))
 SEED_FOLDER = re.compile(r"^seed-(\d+)$")
 CSV_COLUMNS = ("split", "kind", "feature", "n")
 WHOLE_SPLIT = ("all", "whole split")
@@ -207,7 +201,7 @@ def feature_groups(
 ) -> list[tuple[str, str, np.ndarray]]:
     """(kind, feature, positions) to compare in a split: the whole split, then each annotated feature."""
     groups = [(*WHOLE_SPLIT, np.arange(len(reference)))]
-    if not tables or split not in SCORED_SPLITS:  # validation comes from train: never annotated
+    if not tables or not annotated_splits([split]):  # validation comes from train: never annotated
         return groups
     matched, _ = match_annotations(tables, {split: (reference.sentences, reference.labels)})
     for kind, table in tables.items():

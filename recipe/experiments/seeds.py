@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from recipe.reports.phenomena import finish_feature_axes, read_scores_csv
-from recipe.reports.reporting import SPLIT_TITLES, markdown_table, plt, save_figure
+from recipe.reports.plots import markdown_table, plt, save_figure, split_label
 from recipe.training.arguments import parse_args
 
 logger = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def present_splits(rows: Sequence[dict[str, Any]]) -> list[str]:
 def write_seed_summary(rows: Sequence[dict[str, Any]], output_dir: Path) -> str:
     """Write seeds.csv, seeds.md and seeds.png; returns the Markdown text."""
     splits = present_splits(rows)
-    columns = ["seed", *(f"{SPLIT_TITLES.get(split, split)}_mcc" for split in splits)]
+    columns = ["seed", *(f"{split_label(split)}_mcc" for split in splits)]
     with (output_dir / "seeds.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(columns)
@@ -107,7 +107,7 @@ def write_seed_summary(rows: Sequence[dict[str, Any]], output_dir: Path) -> str:
         ["split", "runs", "mean MCC", "std", "min", "max"],
         [
             [
-                SPLIT_TITLES.get(split, split),
+                split_label(split),
                 *(stats[split][key] for key in ("runs", "mean", "std", "min", "max")),
             ]
             for split in splits
@@ -225,7 +225,7 @@ def plot_seeds(rows: Sequence[dict[str, Any]], splits: Sequence[str], path: Path
     for position, split_values in enumerate(values, start=1):
         offsets = jitter.uniform(-0.08, 0.08, size=len(split_values))
         axes.scatter(position + offsets, split_values, zorder=3, color="tab:blue")
-    axes.set_xticks(range(1, len(splits) + 1), [SPLIT_TITLES.get(split, split) for split in splits])
+    axes.set_xticks(range(1, len(splits) + 1), [split_label(split) for split in splits])
     axes.set(title=f"MCC across {len(rows)} seeds", ylabel="MCC")
     axes.grid(axis="y", alpha=0.3)
     save_figure(figure, path)

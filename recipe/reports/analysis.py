@@ -2,8 +2,8 @@
 phenomenon (`--annotations`, recipe/reports/phenomena.py), and a warning when the model learned nothing.
 
 `main()` calls `load_annotations_for_run` before training (a bad annotation file stops the run before it
-costs anything) and `write_error_analysis` after evaluation. The model card includes the section it writes
-(`recipe.reports.predictions.card_section`).
+costs anything) and `write_error_analysis` after evaluation, with the evaluated splits' results; it returns
+the model card's "What the model gets wrong" section, which is also written as `error_analysis.md`.
 """
 
 from __future__ import annotations
@@ -15,32 +15,31 @@ from pathlib import Path
 import datasets
 import numpy as np
 from transformers import TrainingArguments
-from transformers.trainer_utils import PredictionOutput
 
+from recipe.reports.annotations import AnnotationTable, read_annotations
 from recipe.reports.phenomena import (
     PHENOMENA_FILES,
-    AnnotationTable,
+    annotated_splits,
     phenomena_markdown,
-    read_annotations,
-    scored_splits,
     write_phenomena_report,
 )
+from recipe.reports.plots import markdown_table
 from recipe.reports.predictions import (
-    CARD_SECTION_FILE,
     PREDICTION_COLUMNS,
     SplitPredictions,
     confident_errors,
-    predictions_from_logits,
     predictions_tsv_text,
     single_predicted_class,
 )
-from recipe.reports.reporting import markdown_table
 from recipe.runtime.io import write_text_atomic
+from recipe.training import splits
 from recipe.training.arguments import ConfigError, DataArguments
+from recipe.training.evaluation import SplitResult
 
 logger = logging.getLogger(__name__)
 
 CLASS_NAMES = ("unacceptable", "acceptable")
+ERROR_ANALYSIS_FILE = "error_analysis.md"  # the card's section, also on its own
 LEARNED_NOTHING_HELP = (
     "What usually helps: a higher --learning_rate (2-5x), more --num_train_epochs, or another --seed "
     "(a small encoder can stay at the majority class for one seed and learn with the next)."
@@ -85,24 +84,29 @@ def load_annotations_for_run(
     """
     if data_args.annotations is None:
         return None
-    splits = scored_splits(raw) if training_args.do_eval else []
-    if not splits:
+    scored = annotated_splits(raw) if training_args.do_eval else []
+    if not scored:
         why = "--do_eval is off" if not training_args.do_eval else f"the data has only {', '.join(raw)}"
+        described = ", ".join(split.name for split in splits.SPLITS if split.annotated)
         raise ConfigError(
-            f"--annotations scores the evaluated dev splits (in_domain_dev, out_of_domain_dev, dev), and this "
-            f"run evaluates none ({why}). Evaluate a CoLA release or GLUE folder with its dev set, or drop "
-            "--annotations."
+            f"--annotations scores the evaluated dev splits ({described}), and this run evaluates none "
+            f"({why}). Evaluate a CoLA release or GLUE folder with its dev set, or drop --annotations."
         )
     if not predictions_in_dataset_order(data_args, training_args):
         raise ConfigError(f"--annotations scores each sentence's prediction, but {ORDER_HELP}")
     return read_annotations(Path(data_args.annotations))
 
 
-def split_predictions_of(dataset: datasets.Dataset, output: PredictionOutput) -> SplitPredictions:
+def split_predictions_of(dataset: datasets.Dataset, result: SplitResult) -> SplitPredictions:
     """A split's predictions with its sentences, labels and sources (dataset order, as predict returns)."""
-    labels = dataset["label"]
     sources = dataset["source"] if "source" in dataset.column_names else None
-    return predictions_from_logits(output.predictions, dataset["sentence"], labels, sources)
+    return SplitPredictions(
+        sources=list(sources) if sources is not None else [""] * len(dataset),
+        labels=np.asarray(dataset["label"], dtype=np.int64),
+        predictions=result.predictions,
+        p_acceptable=result.p_acceptable,
+        sentences=list(dataset["sentence"]),
+    )
 
 
 def markdown_text(text: str) -> str:
@@ -143,77 +147,97 @@ def confident_errors_markdown(split: str, predictions: SplitPredictions) -> str:
     )
 
 
-def write_error_analysis(
-    raw: datasets.DatasetDict,
-    outputs: Mapping[str, PredictionOutput],
-    annotations: dict[str, AnnotationTable] | None,
-    data_args: DataArguments,
-    training_args: TrainingArguments,
+def write_predictions_files(
+    predictions: Mapping[str, SplitPredictions], evaluated: Mapping[str, SplitResult], output_dir: Path
 ) -> list[Path]:
-    """Write into --output_dir each evaluated split's predictions TSV, the phenomena files (with
-    annotations) and the model card's section; warn when the model predicts one class for every
-    validation sentence.
-
-    `outputs`: split -> the `trainer.predict` output of that split. Files of an earlier run that this run
-    does not rewrite (phenomena.*, the card section) are removed, so the card never shows stale results.
-    Returns the paths written.
-    """
-    output_dir = Path(training_args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    for name in (*PHENOMENA_FILES, CARD_SECTION_FILE):
-        (output_dir / name).unlink(missing_ok=True)
-    if not outputs:
-        return []
+    """Each evaluated split's `<split>_predictions.tsv`, after checking it is in the dataset's order."""
     written = []
-    predictions = {split: split_predictions_of(raw[split], output) for split, output in outputs.items()}
-    in_order = predictions_in_dataset_order(data_args, training_args)
-    for split, split_predictions in predictions.items() if in_order else ():
-        label_ids = outputs[split].label_ids
-        if label_ids is not None and not np.array_equal(label_ids, split_predictions.labels):
+    for split, split_predictions in predictions.items():
+        if not np.array_equal(evaluated[split].labels, split_predictions.labels):
             raise RuntimeError(
                 f"{split}: trainer.predict returned the labels in another order than the dataset's."
             )
-        written.append(
-            write_text_atomic(output_dir / predictions_file(split), predictions_tsv_text(split_predictions))
-        )
+        text = predictions_tsv_text(split_predictions)
+        written.append(write_text_atomic(output_dir / predictions_file(split), text))
+    return written
 
-    sections = ["## What the model gets wrong", ""]
-    checked = "validation" if "validation" in predictions else next(iter(predictions))
+
+def learned_nothing_lines(predictions: Mapping[str, SplitPredictions]) -> list[str]:
+    """The section's warning (also logged) when the model answers one class for every sentence checked:
+    validation's, or the first evaluated split's without validation."""
+    checked = splits.VALIDATION.name if splits.VALIDATION.name in predictions else next(iter(predictions))
     warning = learned_nothing_warning(checked, predictions[checked])
-    if warning:
-        logger.warning(warning)
-        sections += [f"**Warning: this run learned nothing.** {warning}", ""]
+    if not warning:
+        return []
+    logger.warning(warning)
+    return [f"**Warning: this run learned nothing.** {warning}", ""]
+
+
+def confident_errors_lines(predictions: Mapping[str, SplitPredictions]) -> list[str]:
+    """Where the per-sentence files are, and each reported split's most confident errors."""
+    names = ", ".join(f"`{predictions_file(split)}`" for split in predictions)
+    lines = [f"Per-sentence predictions ({', '.join(PREDICTION_COLUMNS)}): {names}.", ""]
+    for split in splits.reported(predictions):  # a union's errors are listed in its parts when both are there
+        lines += [confident_errors_markdown(split.name, predictions[split.name]), ""]
+    return lines
+
+
+def phenomena_lines(
+    annotations: dict[str, AnnotationTable], predictions: Mapping[str, SplitPredictions], output_dir: Path
+) -> list[str]:
+    """Score the annotated splits by phenomenon, write PHENOMENA_FILES; the card's report-card lines."""
+    scores, issues = write_phenomena_report(
+        annotations,
+        {
+            split.name: (
+                predictions[split.name].sentences,
+                predictions[split.name].labels,
+                predictions[split.name].predictions,
+            )
+            for split in annotated_splits(predictions)
+        },
+        output_dir,
+    )
+    return [
+        phenomena_markdown(scores, issues, list(annotations), heading="##"),
+        "![MCC per phenomenon](phenomena.png)",
+        "",
+    ]
+
+
+def write_error_analysis(
+    raw: datasets.DatasetDict,
+    evaluated: Mapping[str, SplitResult],
+    annotations: dict[str, AnnotationTable] | None,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+) -> str:
+    """Write into --output_dir each evaluated split's predictions TSV, the phenomena files (with
+    annotations) and `error_analysis.md`; warn when the model predicts one class for every validation
+    sentence.
+
+    `evaluated`: split name -> its result (recipe/training/evaluation.py). Files of an earlier run that this
+    run does not rewrite (phenomena.*, error_analysis.md) are removed first. Returns the model card's
+    "What the model gets wrong" section ("" when nothing was evaluated).
+    """
+    output_dir = Path(training_args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for name in (*PHENOMENA_FILES, ERROR_ANALYSIS_FILE):
+        (output_dir / name).unlink(missing_ok=True)
+    if not evaluated:
+        return ""
+    predictions = {split: split_predictions_of(raw[split], result) for split, result in evaluated.items()}
+    in_order = predictions_in_dataset_order(data_args, training_args)
+    if in_order:
+        write_predictions_files(predictions, evaluated, output_dir)
+    lines = ["## What the model gets wrong", "", *learned_nothing_lines(predictions)]
     if not in_order:  # whether one class was predicted for all needs no order; the rest does
         logger.warning("Per-sentence predictions are not written: %s", ORDER_HELP)
-        sections += [f"Per-sentence predictions are not written: {ORDER_HELP}", ""]
-        return [*written, write_text_atomic(output_dir / CARD_SECTION_FILE, "\n".join(sections))]
-    names = ", ".join(f"`{predictions_file(split)}`" for split in predictions)
-    sections += [f"Per-sentence predictions ({', '.join(PREDICTION_COLUMNS)}): {names}.", ""]
-    # dev is in_domain_dev + out_of_domain_dev: its errors are already listed when both are there.
-    both_parts = "in_domain_dev" in predictions and "out_of_domain_dev" in predictions
-    for split, split_predictions in predictions.items():
-        if split != "validation" and not (split == "dev" and both_parts):
-            sections += [confident_errors_markdown(split, split_predictions), ""]
-
-    if annotations is not None:
-        scored = scored_splits(predictions)
-        scores, issues = write_phenomena_report(
-            annotations,
-            {
-                split: (
-                    predictions[split].sentences,
-                    predictions[split].labels,
-                    predictions[split].predictions,
-                )
-                for split in scored
-            },
-            output_dir,
-        )
-        written += [output_dir / name for name in PHENOMENA_FILES]
-        sections += [
-            phenomena_markdown(scores, issues, list(annotations), heading="##"),
-            "![MCC per phenomenon](phenomena.png)",
-            "",
-        ]
-    written.append(write_text_atomic(output_dir / CARD_SECTION_FILE, "\n".join(sections)))
-    return written
+        lines += [f"Per-sentence predictions are not written: {ORDER_HELP}", ""]
+    else:
+        lines += confident_errors_lines(predictions)
+        if annotations is not None:
+            lines += phenomena_lines(annotations, predictions, output_dir)
+    section = "\n".join(lines)
+    write_text_atomic(output_dir / ERROR_ANALYSIS_FILE, section)
+    return section

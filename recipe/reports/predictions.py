@@ -14,17 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.special import softmax
 
 from recipe.training.data import NO_LABEL, DataError
 
 PREDICTION_COLUMNS = ("source", "label", "prediction", "p_acceptable", "sentence")
-ACCEPTABLE_ID = (
-    1  # CoLA's label ids: 0 unacceptable, 1 acceptable (recipe/training/model.py sets id2label so)
-)
 N_CONFIDENT_ERRORS = 5  # per kind and split in the model card
-# The model card's "What the model gets wrong" section, written by recipe/reports/analysis.py after evaluation.
-CARD_SECTION_FILE = "error_analysis.md"
 
 
 # Hand-written rather than csv: with QUOTE_NONE, Python's csv refuses a field holding `"` unless an
@@ -60,25 +54,6 @@ class SplitPredictions:
 
     def __len__(self) -> int:
         return len(self.sentences)
-
-
-def acceptable_probabilities(logits: np.ndarray) -> np.ndarray:
-    """p(acceptable) of each row of (n, 2) logits."""
-    return softmax(np.asarray(logits, dtype=np.float64), axis=-1)[:, ACCEPTABLE_ID]
-
-
-def predictions_from_logits(
-    logits: np.ndarray, sentences: Sequence[str], labels: Sequence[int], sources: Sequence[str] | None
-) -> SplitPredictions:
-    """A split's predictions from the logits `trainer.predict` returned (dataset order)."""
-    logits = np.asarray(logits[0] if isinstance(logits, tuple) else logits)
-    return SplitPredictions(
-        sources=list(sources) if sources is not None else [""] * len(sentences),
-        labels=np.asarray(labels, dtype=np.int64),
-        predictions=np.argmax(logits, axis=-1).astype(np.int64),
-        p_acceptable=acceptable_probabilities(logits),
-        sentences=list(sentences),
-    )
 
 
 def predictions_tsv_text(predictions: SplitPredictions) -> str:
@@ -156,12 +131,3 @@ def single_predicted_class(predictions: SplitPredictions) -> int | None:
     """The class predicted for every sentence of the split, or None when both classes occur."""
     classes = np.unique(predictions.predictions)
     return int(classes[0]) if classes.size == 1 else None
-
-
-def card_section(output_dir: str | Path) -> str:
-    """The model card's "What the model gets wrong" section as the run wrote it ("" if it evaluated nothing).
-
-    Read from the output folder so the card builder needs nothing but the folder (recipe/reports/analysis.py).
-    """
-    path = Path(output_dir) / CARD_SECTION_FILE
-    return path.read_text(encoding="utf-8") if path.is_file() else ""

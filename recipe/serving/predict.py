@@ -24,7 +24,7 @@ import torch
 from transformers import Pipeline, pipeline
 
 from recipe.reports.predictions import PREDICTION_COLUMNS, tsv_text
-from recipe.reports.reporting import RUN_ARGS_FILE
+from recipe.reports.run_args import RUN_ARGS_FILE
 from recipe.training.arguments import DataArguments
 from recipe.training.model import CheckpointError
 
