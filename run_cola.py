@@ -26,7 +26,7 @@ from recipe.experiments.seeds import seeds_cli
 from recipe.reports.analysis import load_annotations_for_run, write_error_analysis
 from recipe.reports.reporting import EpochTimerCallback, predicted_labels, write_run_report
 from recipe.runtime.distributed import apply_global_batch_size, launch_summary
-from recipe.runtime.hardware import env_cli
+from recipe.runtime.env_report import env_cli
 from recipe.runtime.logs import setup_logging
 from recipe.runtime.network import check_network
 from recipe.runtime.signals import GracefulStopCallback, TrainingInterrupted, raise_if_interrupted
