@@ -36,13 +36,7 @@ from recipe.serving.submission import predict_test_submission
 from recipe.training.arguments import ConfigError, DataArguments, ModelArguments, RecipeArguments, parse_args
 from recipe.training.best_model import configure_best_model
 from recipe.training.checkpoints import resolve_resume_checkpoint
-from recipe.training.data import (
-    DataError,
-    check_splits_for_run,
-    count_truncated,
-    load_cola_splits,
-    tokenize_cola,
-)
+from recipe.training.data import DataError, check_splits_for_run, load_cola_splits
 from recipe.training.model import (
     CheckpointError,
     check_max_seq_length,
@@ -51,6 +45,7 @@ from recipe.training.model import (
     match_tokenizer_to_model,
 )
 from recipe.training.run_settings import RunSettingsCallback, result_settings
+from recipe.training.tokenization import count_truncated, tokenize_cola
 from recipe.training.trainer import build_trainer
 
 logger = logging.getLogger("run_cola")

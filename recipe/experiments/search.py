@@ -30,9 +30,10 @@ from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 from recipe.runtime.logs import setup_logging
 from recipe.runtime.network import check_network
 from recipe.training.arguments import ConfigError, DataArguments, ModelArguments, RecipeArguments, parse_args
-from recipe.training.data import load_cola_splits, split_seed, tokenize_cola
+from recipe.training.data import load_cola_splits, split_seed
 from recipe.training.model import load_model, load_tokenizer
 from recipe.training.settings import settings_differing_from_defaults
+from recipe.training.tokenization import tokenize_cola
 from recipe.training.trainer import build_trainer
 
 logger = logging.getLogger(__name__)
