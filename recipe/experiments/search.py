@@ -33,6 +33,7 @@ from recipe.training.arguments import ConfigError, DataArguments, ModelArguments
 from recipe.training.data import load_cola_splits, split_seed
 from recipe.training.model import load_model, load_tokenizer
 from recipe.training.settings import settings_differing_from_defaults
+from recipe.training.splits import TRAIN, VALIDATION
 from recipe.training.tokenization import tokenize_cola
 from recipe.training.trainer import build_trainer
 
@@ -392,7 +393,7 @@ def run_search(
     # One split for every trial (a trial's drawn seed sets its head and data order, not its validation set).
     raw = load_cola_splits(data_args, seed=training_args.seed)
     # Only the training and validation splits: the test sets take no part in choosing settings.
-    raw = datasets.DatasetDict({split: raw[split] for split in ("train", "validation")})
+    raw = datasets.DatasetDict({split: raw[split] for split in (TRAIN.name, VALIDATION.name)})
     tokenizer = load_tokenizer(model_args)
     tokenized = tokenize_cola(raw, tokenizer, data_args)
 

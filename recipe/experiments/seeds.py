@@ -22,15 +22,27 @@ from typing import Any
 import numpy as np
 
 from recipe.reports.phenomena import finish_feature_axes, read_scores_csv
-from recipe.reports.reporting import SPLIT_TITLES, markdown_table, plt, save_figure
+from recipe.reports.reporting import markdown_table, plt, save_figure
 from recipe.training.arguments import parse_args
+from recipe.training.splits import VALIDATION, by_prefix, scored
 
 logger = logging.getLogger(__name__)
 
-SEED_SPLITS = ("eval", "in_domain_dev", "out_of_domain_dev")
 RESULTS_FILE = "all_results.json"
 PHENOMENA_CSV = "phenomena.csv"
 SEED_PHENOMENA_COLUMNS = ("split", "kind", "feature", "n", "runs", "mean", "std", "min", "max")
+
+
+def seed_splits() -> list[str]:
+    """The metric prefixes summarised over seeds: validation, then each scored split that is not a union
+    (a union only repeats its parts' sentences)."""
+    return [VALIDATION.metric_prefix, *(split.metric_prefix for split in scored() if not split.union_of)]
+
+
+def split_label(prefix: str) -> str:
+    """A split's name in seeds.csv, seeds.md and seeds.png (`eval` is shown as validation)."""
+    split = by_prefix().get(prefix)
+    return split.name if split else prefix
 
 
 def seed_dir(output_dir: Path, seed: int) -> Path:
@@ -67,7 +79,7 @@ def collect_results(output_dir: Path, seeds: Sequence[int]) -> list[dict[str, An
     for seed in seeds:
         results = json.loads((seed_dir(output_dir, seed) / RESULTS_FILE).read_text(encoding="utf-8"))
         rows.append(
-            {"seed": seed} | {split: results.get(f"{split}_matthews_correlation") for split in SEED_SPLITS}
+            {"seed": seed} | {split: results.get(f"{split}_matthews_correlation") for split in seed_splits()}
         )
     return rows
 
@@ -87,14 +99,14 @@ def split_statistics(rows: Sequence[dict[str, Any]], split: str) -> dict[str, fl
 
 
 def present_splits(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """The splits at least one run was evaluated on, in SEED_SPLITS order."""
-    return [split for split in SEED_SPLITS if any(row[split] is not None for row in rows)]
+    """The splits at least one run was evaluated on, in `seed_splits()` order."""
+    return [split for split in seed_splits() if any(row[split] is not None for row in rows)]
 
 
 def write_seed_summary(rows: Sequence[dict[str, Any]], output_dir: Path) -> str:
     """Write seeds.csv, seeds.md and seeds.png; returns the Markdown text."""
     splits = present_splits(rows)
-    columns = ["seed", *(f"{SPLIT_TITLES.get(split, split)}_mcc" for split in splits)]
+    columns = ["seed", *(f"{split_label(split)}_mcc" for split in splits)]
     with (output_dir / "seeds.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(columns)
@@ -107,7 +119,7 @@ def write_seed_summary(rows: Sequence[dict[str, Any]], output_dir: Path) -> str:
         ["split", "runs", "mean MCC", "std", "min", "max"],
         [
             [
-                SPLIT_TITLES.get(split, split),
+                split_label(split),
                 *(stats[split][key] for key in ("runs", "mean", "std", "min", "max")),
             ]
             for split in splits
@@ -225,7 +237,7 @@ def plot_seeds(rows: Sequence[dict[str, Any]], splits: Sequence[str], path: Path
     for position, split_values in enumerate(values, start=1):
         offsets = jitter.uniform(-0.08, 0.08, size=len(split_values))
         axes.scatter(position + offsets, split_values, zorder=3, color="tab:blue")
-    axes.set_xticks(range(1, len(splits) + 1), [SPLIT_TITLES.get(split, split) for split in splits])
+    axes.set_xticks(range(1, len(splits) + 1), [split_label(split) for split in splits])
     axes.set(title=f"MCC across {len(rows)} seeds", ylabel="MCC")
     axes.grid(axis="y", alpha=0.3)
     save_figure(figure, path)
