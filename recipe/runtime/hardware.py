@@ -32,9 +32,7 @@ from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 from transformers.training_args import OptimizerNames
 
 CPUINFO_PATH = Path("/proc/cpuinfo")
-# Set, it replaces the CPU flags read from /proc/cpuinfo (space-separated): the test suite pins its
-# subprocesses to a plain AVX2 CPU this way, and a user can see another machine's defaults
-# (`COLA_CPU_FLAGS="avx2 avx512_bf16" python run_cola.py env`).
+# Replaces /proc/cpuinfo's flags: tests pin subprocesses to AVX2; `COLA_CPU_FLAGS="avx2 avx512_bf16" ... env`.
 CPU_FLAGS_ENV = "COLA_CPU_FLAGS"
 # /proc/cpuinfo flags that mean the CPU multiplies bf16 in hardware: AVX-512 BF16 (Cooper Lake, Zen 4 and
 # later) or AMX tiles (Sapphire Rapids and later).

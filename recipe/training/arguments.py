@@ -22,9 +22,7 @@ from recipe.runtime import hardware as hw
 from recipe.training.argument_dataclasses import ConfigError, DataArguments, ModelArguments, RecipeArguments
 from recipe.training.best_model import best_model_defaults
 
-# The tutorial's settings ("BERT Fine-Tuning Tutorial with PyTorch"), applied as parser defaults so a
-# bare `python run_cola.py --model_name_or_path X --data_dir Y` does the tutorial's job. Only the
-# Trainer's own knobs, with the tutorial's values; nothing is re-declared.
+# The tutorial's values for the Trainer's own knobs, so a bare `run_cola.py` does the tutorial's job.
 TUTORIAL_TRAINING_DEFAULTS: dict[str, Any] = {
     "output_dir": "outputs/cola",
     "do_train": True,
@@ -105,9 +103,7 @@ def load_config_file(path: str | Path, parser: argparse.ArgumentParser) -> dict[
     return values
 
 
-# Where a setting came from, strongest last: the dataclass's own default, the recipe's (tutorial) default,
-# the machine's (recipe/runtime/hardware.py), the --config file, the command line; "derived" is set in the run
-# (e.g. per-device batch from --global_train_batch_size).
+# Where a setting came from, weakest first ("derived": computed in the run, e.g. a per-device batch).
 SOURCES = ("default", "recipe", "machine", "config", "flag", "derived")
 
 

@@ -30,9 +30,7 @@ class DataError(ValueError):
     """Input data that cannot be used; the message names the file (and line) and says what to do."""
 
 
-# Hand-written because pandas/`datasets` cannot report these well: a wrong column count surfaces as an
-# arrow cast error without the line, a stray byte as a decode error at a byte offset, a blank line or an
-# empty sentence as a silently empty string. This pass names the file and line and says what to fix.
+# Hand-written: pandas/`datasets` report a bad line without its number, or silently read it as empty.
 def validate_tsv_lines(path: Path, n_columns: int, header: tuple[str, ...] | None = None) -> int:
     """Check every line of a CoLA TSV; return the number of example rows.
 
