@@ -25,7 +25,7 @@ from recipe.reports.analysis import load_annotations_for_run, write_error_analys
 from recipe.reports.epochs import EpochTimerCallback
 from recipe.reports.reporting import write_run_report
 from recipe.runtime.distributed import apply_global_batch_size, launch_summary
-from recipe.runtime.hardware import env_cli
+from recipe.runtime.env_report import env_cli
 from recipe.runtime.logs import setup_logging
 from recipe.runtime.network import check_network
 from recipe.runtime.signals import GracefulStopCallback, TrainingInterrupted, raise_if_interrupted
@@ -36,13 +36,7 @@ from recipe.training import splits
 from recipe.training.arguments import ConfigError, DataArguments, ModelArguments, RecipeArguments, parse_args
 from recipe.training.best_model import configure_best_model
 from recipe.training.checkpoints import resolve_resume_checkpoint
-from recipe.training.data import (
-    DataError,
-    check_splits_for_run,
-    count_truncated,
-    load_cola_splits,
-    tokenize_cola,
-)
+from recipe.training.data import DataError, check_splits_for_run, load_cola_splits
 from recipe.training.evaluation import evaluate_splits
 from recipe.training.model import (
     CheckpointError,
@@ -52,6 +46,7 @@ from recipe.training.model import (
     match_tokenizer_to_model,
 )
 from recipe.training.run_settings import RunSettingsCallback, result_settings
+from recipe.training.tokenization import count_truncated, tokenize_cola
 from recipe.training.trainer import build_trainer
 
 logger = logging.getLogger("run_cola")

@@ -272,9 +272,10 @@ def summarize(raw: dict[str, Any], full_epoch_samples: int) -> dict[str, float]:
 
 def full_train_split_size(data_dir: str, validation_split: float = 0.1) -> int:
     """Training examples in one whole epoch: in_domain_train less the held-out validation share."""
-    from recipe.training.data import RELEASE_TRAIN_FILE, validate_tsv_lines
+    from recipe.training.cola_tsv import validate_tsv_lines
+    from recipe.training.splits import TRAIN
 
-    rows = validate_tsv_lines(Path(data_dir) / RELEASE_TRAIN_FILE, n_columns=4)
+    rows = validate_tsv_lines(Path(data_dir) / TRAIN.release_file, n_columns=4)
     return rows - math.ceil(validation_split * rows)  # datasets' train_test_split rounds the test share up
 
 

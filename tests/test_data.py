@@ -23,13 +23,12 @@ from recipe.training.data import (
     DataError,
     check_splits_for_run,
     count_shared_sentences,
-    count_truncated,
     load_cola_splits,
     read_cola_tsv,
     resolve_data_source,
     split_dev_by_source,
-    tokenize_cola,
 )
+from recipe.training.tokenization import count_truncated, tokenize_cola
 
 # The real release, ../shared beside the repository (tests marked slow skip without it).
 REAL_COLA = Path(__file__).resolve().parent.parent.parent / "shared" / "cola_public"
@@ -331,7 +330,7 @@ def test_truncation_is_counted_and_unlabeled_splits_lose_their_label(tiny_bert, 
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
     expected = sum(len(ids) > 8 for ids in tokenizer(list(raw["in_domain_dev"]["sentence"]))["input_ids"])
     assert 0 < expected < len(raw["in_domain_dev"])
-    with caplog.at_level(logging.INFO, logger="recipe.training.data"):
+    with caplog.at_level(logging.INFO, logger="recipe.training.tokenization"):
         counts = count_truncated(raw, tokenizer, 8)
     tokenized = tokenize_cola(raw, tokenizer, args)
     assert f"in_domain_dev: {expected} of 60 sentences are longer than --max_seq_length 8" in caplog.text

@@ -17,6 +17,7 @@ from transformers import AutoModelForSequenceClassification
 
 import run_cola
 from recipe.runtime import hardware
+from recipe.runtime.env_report import env_report
 from recipe.training.arguments import ConfigError, parse_args
 from recipe.training.settings import arguments_as_dicts, reproduce_command
 
@@ -166,5 +167,5 @@ def test_env_reports_machine_versions_and_defaults(pinned_hardware, capsys):
     assert f"- transformers: {__import__('transformers').__version__}" in out
     assert "- bf16: True" in out and "- use_cpu: True" in out
     pinned_hardware(BF16_CARD)
-    assert "- tf32: True" in hardware.env_report()
+    assert "- tf32: True" in env_report()
     assert run_cola.cli(["env", "extra"]) == 2

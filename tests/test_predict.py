@@ -27,8 +27,9 @@ from recipe.reports.predictions import read_predictions_tsv
 from recipe.reports.run_args import RUN_ARGS_FILE
 from recipe.serving.predict import load_cola_pipeline, predict_cli, training_max_seq_length
 from recipe.training.arguments import DataArguments, parse_args
-from recipe.training.data import NO_LABEL, read_cola_tsv, tokenize_cola
+from recipe.training.data import NO_LABEL, read_cola_tsv
 from recipe.training.model import COLA_LABELS, CheckpointError
+from recipe.training.tokenization import tokenize_cola
 
 MAX_SEQ_LENGTH = 12  # not the default 64: predict must read the run's own setting
 

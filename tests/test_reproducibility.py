@@ -10,8 +10,9 @@ from transformers import AutoModel, AutoTokenizer, DataCollatorWithPadding, Trai
 
 import run_cola
 from recipe.training.arguments import DataArguments, ModelArguments, parse_args
-from recipe.training.data import load_cola_splits, tokenize_cola
+from recipe.training.data import load_cola_splits
 from recipe.training.model import load_model, load_tokenizer
+from recipe.training.tokenization import tokenize_cola
 from recipe.training.trainer import CoLATrainer
 
 HEAD = ("classifier.weight", "classifier.bias")

@@ -16,8 +16,9 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trai
 import run_cola
 from recipe.runtime.hardware import build_data_collator
 from recipe.training.arguments import DataArguments, parse_args
-from recipe.training.data import load_cola_splits, tokenize_cola
+from recipe.training.data import load_cola_splits
 from recipe.training.eval_order import length_order, restore_order, sequence_lengths
+from recipe.training.tokenization import tokenize_cola
 from recipe.training.trainer import CoLATrainer
 
 REPO = Path(__file__).resolve().parent.parent

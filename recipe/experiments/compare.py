@@ -30,16 +30,15 @@ from pathlib import Path
 import numpy as np
 
 from recipe.reports.annotations import AnnotationTable, match_annotations, read_annotations
-from recipe.reports.phenomena import N_RESAMPLES, annotated_splits, bootstrap_indices, interval_text, mcc_rows
+from recipe.reports.phenomena import N_RESAMPLES, bootstrap_indices, interval_text, mcc_rows
 from recipe.reports.plots import markdown_table, plt, save_figure
 from recipe.reports.predictions import SplitPredictions, read_predictions_tsv
 from recipe.reports.run_args import RUN_ARGS_FILE
-from recipe.training import splits
 from recipe.training.arguments import ConfigError
+from recipe.training.splits import VALIDATION, scored, split_named
 
 logger = logging.getLogger(__name__)
 
-COMPARED_SPLITS = ("validation", *(split.name for split in splits.SPLITS if split.annotated))
 SEED_FOLDER = re.compile(r"^seed-(\d+)$")
 CSV_COLUMNS = ("split", "kind", "feature", "n")
 WHOLE_SPLIT = ("all", "whole split")
@@ -62,11 +61,16 @@ class ComparedRun:
         return f"`{self.folder}` ({len(self.run_folders)} seeds, mean MCC: {names})"
 
 
+def compared_splits() -> list[str]:
+    """The splits compared, in order: validation (when the runs drew the same one), then each scored split."""
+    return [VALIDATION.name, *(split.name for split in scored())]
+
+
 def predictions_files(folder: Path) -> dict[str, Path]:
     """The split -> `<split>_predictions.tsv` files a run folder holds, for the comparable splits."""
     return {
         split: folder / f"{split}_predictions.tsv"
-        for split in COMPARED_SPLITS
+        for split in compared_splits()
         if (folder / f"{split}_predictions.tsv").is_file()
     }
 
@@ -120,13 +124,13 @@ def load_compared_run(folder: Path, name: str) -> ComparedRun:
         {split: read_predictions_tsv(path) for split, path in predictions_files(rf).items()}
         for rf in run.run_folders
     ]
-    for split in COMPARED_SPLITS:
+    for split in compared_splits():
         if not all(split in found for found in per_run):
             continue
         splits = [found[split] for found in per_run]
         reasons = [first_difference(splits[0], other) for other in splits[1:]]
         if any(reasons):
-            if split == "validation":  # a different seed draws another validation split: expected
+            if split == VALIDATION.name:  # a different seed draws another validation split: expected
                 continue
             reason = next(reason for reason in reasons if reason)
             raise ConfigError(
@@ -143,7 +147,7 @@ def common_splits(runs: Sequence[ComparedRun]) -> tuple[list[str], list[str]]:
         ConfigError: a dev split with different sentences or labels in two runs, or no split in common.
     """
     compared, notes = [], []
-    for split in COMPARED_SPLITS:
+    for split in compared_splits():
         holders = [run for run in runs if split in run.predictions]
         if len(holders) < len(runs):
             if holders:
@@ -157,7 +161,7 @@ def common_splits(runs: Sequence[ComparedRun]) -> tuple[list[str], list[str]]:
             reason = first_difference(first, run.predictions[split][0])
             if reason is None:
                 continue
-            if split == "validation":
+            if split == VALIDATION.name:
                 notes.append(
                     f"validation: left out, {runs[0].name} and {run.name} drew different validation sentences."
                 )
@@ -201,7 +205,7 @@ def feature_groups(
 ) -> list[tuple[str, str, np.ndarray]]:
     """(kind, feature, positions) to compare in a split: the whole split, then each annotated feature."""
     groups = [(*WHOLE_SPLIT, np.arange(len(reference)))]
-    if not tables or not annotated_splits([split]):  # validation comes from train: never annotated
+    if not tables or not split_named(split).annotated:  # validation comes from train: never annotated
         return groups
     matched, _ = match_annotations(tables, {split: (reference.sentences, reference.labels)})
     for kind, table in tables.items():

@@ -24,33 +24,38 @@ from types import ModuleType
 from typing import Any
 
 import datasets
-import yaml
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
+from recipe.experiments.search_space import (
+    check_search_space,
+    suggest_training_settings,
+    suggest_trial_settings,
+    trial_optimizer_options,
+)
+from recipe.experiments.search_study import (
+    OBJECTIVE,
+    STUDY_NAME,
+    count_finished,
+    open_study,
+    plot_mcc_vs_learning_rate,
+    study_storage_url,
+    write_best_config,
+    write_trials_csv,
+)
 from recipe.runtime.logs import setup_logging
 from recipe.runtime.network import check_network
 from recipe.training.arguments import ConfigError, DataArguments, ModelArguments, RecipeArguments, parse_args
-from recipe.training.data import load_cola_splits, split_seed, tokenize_cola
+from recipe.training.data import load_cola_splits, split_seed
 from recipe.training.model import load_model, load_tokenizer
 from recipe.training.settings import settings_differing_from_defaults
+from recipe.training.splits import TRAIN, VALIDATION
+from recipe.training.tokenization import tokenize_cola
 from recipe.training.trainer import build_trainer
 
 logger = logging.getLogger(__name__)
 
 SEARCH_FOLDER = "search"
-STUDY_NAME = "cola-search"
-OBJECTIVE = "eval_matthews_correlation"
 RECORDED_METRICS = ("eval_loss", "eval_accuracy", "epoch")
-INTEGER_PARAMS = ("num_train_epochs", "per_device_train_batch_size", "seed")
-# TrainingArguments each trial sets (the Trainer's hyperparameter search assigns them by these names).
-SEARCHED_KEYS = (
-    "learning_rate",
-    "num_train_epochs",
-    "warmup_steps",
-    "weight_decay",
-    "per_device_train_batch_size",
-    "seed",
-)
 # RecipeArguments that only steer the search; they do not belong in the best trial's config.
 SEARCH_ONLY_RECIPE_KEYS = {"n_trials", "overwrite_output"} | {
     f.name for f in fields(RecipeArguments) if f.name.startswith("search_")
@@ -72,113 +77,6 @@ def import_search_dependencies() -> ModuleType:
             "pip install -e '.[search]' (or pip install 'optuna>=3' matplotlib)."
         ) from err
     return optuna
-
-
-def check_search_space(recipe_args: RecipeArguments) -> None:
-    """Refuse a search space the sampler cannot draw from, naming the flag."""
-    ranges = {
-        "search_learning_rate": recipe_args.search_learning_rate,
-        "search_warmup_ratio": recipe_args.search_warmup_ratio,
-        "search_weight_decay": recipe_args.search_weight_decay,
-    }
-    for name, bounds in ranges.items():
-        if len(bounds) != 2 or bounds[0] > bounds[1] or bounds[0] < 0:
-            raise ConfigError(f"--{name} takes two numbers LOW HIGH with 0 <= LOW <= HIGH; got {bounds}.")
-    optional_ranges = {
-        "search_classifier_lr_ratio": (recipe_args.search_classifier_lr_ratio, float("inf")),
-        "search_layerwise_lr_decay": (recipe_args.search_layerwise_lr_decay, 1.0),
-    }
-    for name, (bounds, ceiling) in optional_ranges.items():
-        if bounds and (len(bounds) != 2 or not 0 < bounds[0] <= bounds[1] <= ceiling):
-            raise ConfigError(
-                f"--{name} takes two numbers LOW HIGH with 0 < LOW <= HIGH"
-                + (f" <= {ceiling:g}" if ceiling != float("inf") else "")
-                + f" (or nothing, to leave it unsearched); got {bounds}."
-            )
-    if recipe_args.search_learning_rate[0] <= 0:
-        raise ConfigError("--search_learning_rate is drawn on a log scale: LOW must be above 0.")
-    if recipe_args.search_warmup_ratio[1] >= 1:
-        raise ConfigError(
-            "--search_warmup_ratio is a share of the training steps: HIGH must be below 1 "
-            "(a warmup_steps of 1 or more counts steps, not a share)."
-        )
-    choices = {
-        "search_num_train_epochs": recipe_args.search_num_train_epochs,
-        "search_batch_size": recipe_args.search_batch_size,
-        "search_seed": recipe_args.search_seed,
-    }
-    for name, values in choices.items():
-        if not values:
-            raise ConfigError(f"--{name} needs at least one value.")
-    if min(recipe_args.search_num_train_epochs) < 1 or min(recipe_args.search_batch_size) < 1:
-        raise ConfigError("--search_num_train_epochs and --search_batch_size take positive integers.")
-    if recipe_args.n_trials < 1:
-        raise ConfigError(f"--n_trials must be at least 1; got {recipe_args.n_trials}.")
-
-
-def suggest_training_settings(trial: Any, recipe_args: RecipeArguments) -> dict[str, Any]:
-    """Draw one trial's TrainingArguments from the `--search_*` space (Optuna's `hp_space`).
-
-    Optuna returns the same value when a trial is asked for the same name twice, so `init_model_for_trial`
-    can call this before the Trainer does.
-    """
-    lr_low, lr_high = recipe_args.search_learning_rate
-    warmup_low, warmup_high = recipe_args.search_warmup_ratio
-    decay_low, decay_high = recipe_args.search_weight_decay
-    return {
-        "learning_rate": trial.suggest_float("learning_rate", lr_low, lr_high, log=True),
-        "num_train_epochs": trial.suggest_categorical(
-            "num_train_epochs", recipe_args.search_num_train_epochs
-        ),
-        # A float below 1 is a ratio of the training steps in transformers 5 (there is no warmup_ratio).
-        "warmup_steps": trial.suggest_float("warmup_steps", warmup_low, warmup_high),
-        "weight_decay": trial.suggest_float("weight_decay", decay_low, decay_high),
-        "per_device_train_batch_size": trial.suggest_categorical(
-            "per_device_train_batch_size", recipe_args.search_batch_size
-        ),
-        "seed": trial.suggest_categorical("seed", recipe_args.search_seed),
-    }
-
-
-def suggest_optimizer_settings(trial: Any, recipe_args: RecipeArguments) -> dict[str, float]:
-    """Draw the parameter-group options (recipe/training/optim.py) when their `--search_*` ranges are given.
-
-    They are ModelArguments, not TrainingArguments, so the Trainer cannot set them; the recipe's Trainer
-    applies them when it builds each trial's optimizer (`trial_optimizer_options`). Returns {} when neither is searched.
-    """
-    settings: dict[str, float] = {}
-    if recipe_args.search_classifier_lr_ratio:
-        low, high = recipe_args.search_classifier_lr_ratio
-        settings["classifier_lr_ratio"] = trial.suggest_float("classifier_lr_ratio", low, high, log=True)
-    if recipe_args.search_layerwise_lr_decay:
-        low, high = recipe_args.search_layerwise_lr_decay
-        settings["layerwise_lr_decay"] = trial.suggest_float("layerwise_lr_decay", low, high)
-    return settings
-
-
-def suggest_trial_settings(trial: Any, recipe_args: RecipeArguments) -> dict[str, Any]:
-    """Optuna's `hp_space`: draw every searched setting; return the TrainingArguments ones, which the
-    Trainer assigns (it warns about and skips any other key)."""
-    suggest_optimizer_settings(trial, recipe_args)
-    return suggest_training_settings(trial, recipe_args)
-
-
-def optimizer_options_from_params(params: dict[str, Any]) -> dict[str, float]:
-    """The ModelArguments a trial's drawn settings stand for (the head rate is stored as a ratio)."""
-    options: dict[str, float] = {}
-    if "classifier_lr_ratio" in params:
-        options["classifier_learning_rate"] = params["classifier_lr_ratio"] * params["learning_rate"]
-    if "layerwise_lr_decay" in params:
-        options["layerwise_lr_decay"] = params["layerwise_lr_decay"]
-    return options
-
-
-def trial_optimizer_options(trial: Any, recipe_args: RecipeArguments) -> dict[str, float]:
-    """The head learning rate and layer-wise decay drawn for `trial` (the Trainer's `trial_optimizer_options`)."""
-    if not hasattr(trial, "suggest_float"):
-        return {}
-    suggest_optimizer_settings(trial, recipe_args)
-    return optimizer_options_from_params(trial.params)
 
 
 def init_model_for_trial(model_args: ModelArguments, recipe_args: RecipeArguments, trial: Any = None):
@@ -225,29 +123,6 @@ def validation_mcc(metrics: dict[str, float]) -> float:
     return float(metrics[OBJECTIVE])
 
 
-def open_study(optuna: ModuleType, storage_url: str, sampler_seed: int) -> Any:
-    """Create the study, or load it from an earlier (maybe interrupted) search with the same output folder.
-
-    A trial still marked RUNNING belongs to a search that was stopped (one search runs at a time per
-    folder): it is marked FAIL so it neither counts as finished nor blocks the study.
-    """
-    study = optuna.create_study(
-        study_name=STUDY_NAME, storage=storage_url, direction="maximize", load_if_exists=True
-    )
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        logger.warning("Trial %d was interrupted in an earlier search; marking it FAIL.", trial.number)
-        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-    # A sampler seeded from the trial count: a resumed search draws new settings instead of replaying
-    # the random start-up draws of the first run.
-    study.sampler = optuna.samplers.TPESampler(seed=sampler_seed + len(study.trials))
-    return study
-
-
-def count_finished(optuna: ModuleType, study: Any) -> int:
-    """Trials that ran to the end (COMPLETE)."""
-    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
-
-
 def search_base_settings(
     model_args: ModelArguments,
     data_args: DataArguments,
@@ -262,114 +137,8 @@ def search_base_settings(
     return values
 
 
-def write_best_config(
-    path: Path,
-    base_settings: dict[str, Any],
-    best_params: dict[str, Any],
-    best_value: float,
-    best_number: int,
-    n_finished: int,
-    model_args: ModelArguments,
-    data_args: DataArguments,
-    output_dir: Path,
-    validation_split_seed: int,
-) -> None:
-    """Write the best trial as a config `python run_cola.py --config` loads (comment lines first).
-
-    It pins `validation_split_seed` to the split the trials were scored on: the trial's own `seed` (when
-    the seed was searched) then sets the head and the data order only, so the config repeats its trial.
-    """
-    settings: dict[str, Any] = {
-        "model_name_or_path": model_args.model_name_or_path,
-        "data_dir": data_args.data_dir,
-        **base_settings,
-        "output_dir": str(output_dir),
-        "validation_split_seed": validation_split_seed,
-        **{key: best_params[key] for key in SEARCHED_KEYS if key in best_params},
-        **optimizer_options_from_params(best_params),
-    }
-    header = [
-        f"# python run_cola.py --config {path}",
-        f"#   override a key:  python run_cola.py --config {path} --seed 43",
-        f"# The best of {n_finished} finished trials of `python run_cola.py search` (recipe/experiments/search.py):",
-        f"# validation {OBJECTIVE} {best_value:.4f} (trial {best_number}).",
-        "# Searched: "
-        + ", ".join([*SEARCHED_KEYS, *optimizer_options_from_params(best_params)])
-        + " (warmup_steps below 1 is a share of the steps).",
-        "# validation_split_seed keeps the trials' validation split: --seed then changes the head and the",
-        "# data order only. Over seeds: python run_cola.py seeds --seeds 42 43 44 --config THIS_FILE",
-    ]
-    body = yaml.safe_dump(settings, sort_keys=False, default_flow_style=False)
-    path.write_text("\n".join(header) + "\n" + body, encoding="utf-8")
-
-
-def write_trials_csv(study: Any, path: Path) -> int:
-    """One row per trial of the study; returns the row count."""
-    table = study.trials_dataframe(
-        attrs=(
-            "number",
-            "state",
-            "value",
-            "user_attrs",
-            "params",
-            "datetime_start",
-            "datetime_complete",
-            "duration",
-        )
-    )
-    table = table.rename(columns={"value": OBJECTIVE})
-    table.columns = [column.removeprefix("params_").removeprefix("user_attrs_") for column in table.columns]
-    # A failed trial's empty cells make pandas store whole columns as floats; integers stay integers.
-    for column in INTEGER_PARAMS:
-        if column in table:
-            table[column] = table[column].astype("Int64")
-    table.to_csv(path, index=False)
-    return len(table)
-
-
-def plot_mcc_vs_learning_rate(study: Any, optuna: ModuleType, path: Path) -> None:
-    """Scatter validation MCC against learning rate (log axis); the best trial is starred."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display on a training machine
-    import matplotlib.pyplot as plt
-
-    finished = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    fig, ax = plt.subplots(figsize=(6, 4))
-    points = ax.scatter(
-        [t.params["learning_rate"] for t in finished],
-        [t.value for t in finished],
-        c=[t.params["num_train_epochs"] for t in finished],
-        cmap="viridis",
-    )
-    if finished:
-        fig.colorbar(points, ax=ax, label="epochs")
-        best = study.best_trial
-        ax.scatter([best.params["learning_rate"]], [best.value], marker="*", s=250, c="red", label="best")
-        ax.legend(loc="lower right")
-    ax.set_xscale("log")
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("validation MCC")
-    ax.set_title(f"{len(finished)} finished trials")
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def run_search(
-    model_args: ModelArguments,
-    data_args: DataArguments,
-    training_args: TrainingArguments,
-    recipe_args: RecipeArguments,
-) -> dict[str, Any]:
-    """Run (or resume) the search and write its files; returns the best trial and the file paths.
-
-    Raises:
-        ConfigError: Optuna missing, a bad search space, no validation split, or several processes.
-    """
-    optuna = import_search_dependencies()
-    check_search_space(recipe_args)
+def check_search_run(data_args: DataArguments, training_args: TrainingArguments) -> None:
+    """Refuse, before any trial, a search without a validation split, in several processes, or with an upload."""
     if data_args.validation_split <= 0:
         raise ConfigError("search selects on the validation split: --validation_split must be above 0.")
     if training_args.world_size > 1:
@@ -380,18 +149,30 @@ def run_search(
             "the best trial's config (python run_cola.py --config OUTPUT_DIR/search/best.yaml --push_to_hub)."
         )
 
+
+def prepare_search_folder(training_args: TrainingArguments, recipe_args: RecipeArguments) -> Path:
+    """OUTPUT_DIR/search, emptied first with --overwrite_output (else an earlier study there is resumed)."""
     out = Path(training_args.output_dir) / SEARCH_FOLDER
     if recipe_args.overwrite_output and out.exists():
         logger.warning("--overwrite_output: removing the previous search in %s", out)
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    base_settings = search_base_settings(model_args, data_args, training_args, recipe_args)
+    return out
 
+
+def build_search_trainer(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+    recipe_args: RecipeArguments,
+    out: Path,
+) -> Trainer:
+    """The Trainer every trial runs: train and validation tokenized once, a fresh model per trial."""
     set_seed(training_args.seed)
     # One split for every trial (a trial's drawn seed sets its head and data order, not its validation set).
     raw = load_cola_splits(data_args, seed=training_args.seed)
     # Only the training and validation splits: the test sets take no part in choosing settings.
-    raw = datasets.DatasetDict({split: raw[split] for split in ("train", "validation")})
+    raw = datasets.DatasetDict({split: raw[split] for split in (TRAIN.name, VALIDATION.name)})
     tokenizer = load_tokenizer(model_args)
     tokenized = tokenize_cola(raw, tokenizer, data_args)
 
@@ -417,29 +198,55 @@ def run_search(
         trial_optimizer_options=functools.partial(trial_optimizer_options, recipe_args=recipe_args),
     )
     trainer.add_callback(RecordTrialMetrics(trainer))
+    return trainer
 
-    storage_url = f"sqlite:///{(out / 'study.db').resolve()}"
-    study = open_study(optuna, storage_url, sampler_seed=training_args.seed)
+
+def run_trials(
+    optuna: ModuleType, trainer: Trainer, recipe_args: RecipeArguments, out: Path, sampler_seed: int
+) -> None:
+    """Run the trials the study in `out` still lacks to hold --n_trials finished ones (none when it has them)."""
+    storage_url = study_storage_url(out)
+    study = open_study(optuna, storage_url, sampler_seed=sampler_seed)
     remaining = recipe_args.n_trials - count_finished(optuna, study)
-    if remaining > 0:
-        logger.info("Search: %d more trials (of --n_trials %d) in %s", remaining, recipe_args.n_trials, out)
-        trainer.hyperparameter_search(
-            hp_space=functools.partial(suggest_trial_settings, recipe_args=recipe_args),
-            compute_objective=validation_mcc,
-            n_trials=remaining,
-            direction="maximize",
-            backend="optuna",
-            # Passed on to optuna.create_study: the same study, resumed from the SQLite file.
-            study_name=STUDY_NAME,
-            storage=storage_url,
-            load_if_exists=True,
-            sampler=study.sampler,
-            pruner=optuna.pruners.NopPruner(),  # every trial runs all its epochs: MCCs compare like with like
-        )
-    else:
+    if remaining <= 0:
         logger.info("The study already holds %d finished trials; writing its files.", recipe_args.n_trials)
+        return
+    logger.info("Search: %d more trials (of --n_trials %d) in %s", remaining, recipe_args.n_trials, out)
+    trainer.hyperparameter_search(
+        hp_space=functools.partial(suggest_trial_settings, recipe_args=recipe_args),
+        compute_objective=validation_mcc,
+        n_trials=remaining,
+        direction="maximize",
+        backend="optuna",
+        # Passed on to optuna.create_study: the same study, resumed from the SQLite file.
+        study_name=STUDY_NAME,
+        storage=storage_url,
+        load_if_exists=True,
+        sampler=study.sampler,
+        pruner=optuna.pruners.NopPruner(),  # every trial runs all its epochs: MCCs compare like with like
+    )
 
-    study = optuna.load_study(study_name=STUDY_NAME, storage=storage_url)
+
+def run_search(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+    recipe_args: RecipeArguments,
+) -> dict[str, Any]:
+    """Run (or resume) the search and write its files; returns the best trial and the file paths.
+
+    Raises:
+        ConfigError: Optuna missing, a bad search space, no validation split, or several processes.
+    """
+    optuna = import_search_dependencies()
+    check_search_space(recipe_args)
+    check_search_run(data_args, training_args)
+    out = prepare_search_folder(training_args, recipe_args)
+    base_settings = search_base_settings(model_args, data_args, training_args, recipe_args)
+    trainer = build_search_trainer(model_args, data_args, training_args, recipe_args, out)
+    run_trials(optuna, trainer, recipe_args, out, sampler_seed=training_args.seed)
+
+    study = optuna.load_study(study_name=STUDY_NAME, storage=study_storage_url(out))
     n_rows = write_trials_csv(study, out / "trials.csv")
     n_finished = count_finished(optuna, study)
     plot_mcc_vs_learning_rate(study, optuna, out / "mcc_vs_lr.png")

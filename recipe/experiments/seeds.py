@@ -24,13 +24,19 @@ import numpy as np
 from recipe.reports.phenomena import finish_feature_axes, read_scores_csv
 from recipe.reports.plots import markdown_table, plt, save_figure, split_label
 from recipe.training.arguments import parse_args
+from recipe.training.splits import VALIDATION, scored
 
 logger = logging.getLogger(__name__)
 
-SEED_SPLITS = ("eval", "in_domain_dev", "out_of_domain_dev")
 RESULTS_FILE = "all_results.json"
 PHENOMENA_CSV = "phenomena.csv"
 SEED_PHENOMENA_COLUMNS = ("split", "kind", "feature", "n", "runs", "mean", "std", "min", "max")
+
+
+def seed_splits() -> list[str]:
+    """The metric prefixes summarised over seeds: validation, then each scored split that is not a union
+    (a union only repeats its parts' sentences)."""
+    return [VALIDATION.metric_prefix, *(split.metric_prefix for split in scored() if not split.union_of)]
 
 
 def seed_dir(output_dir: Path, seed: int) -> Path:
@@ -67,7 +73,7 @@ def collect_results(output_dir: Path, seeds: Sequence[int]) -> list[dict[str, An
     for seed in seeds:
         results = json.loads((seed_dir(output_dir, seed) / RESULTS_FILE).read_text(encoding="utf-8"))
         rows.append(
-            {"seed": seed} | {split: results.get(f"{split}_matthews_correlation") for split in SEED_SPLITS}
+            {"seed": seed} | {split: results.get(f"{split}_matthews_correlation") for split in seed_splits()}
         )
     return rows
 
@@ -87,8 +93,8 @@ def split_statistics(rows: Sequence[dict[str, Any]], split: str) -> dict[str, fl
 
 
 def present_splits(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """The splits at least one run was evaluated on, in SEED_SPLITS order."""
-    return [split for split in SEED_SPLITS if any(row[split] is not None for row in rows)]
+    """The splits at least one run was evaluated on, in `seed_splits()` order."""
+    return [split for split in seed_splits() if any(row[split] is not None for row in rows)]
 
 
 def write_seed_summary(rows: Sequence[dict[str, Any]], output_dir: Path) -> str:

@@ -16,14 +16,13 @@ source "machine" so a run's record and its reproduce command carry them explicit
   cheap) and evaluation batches of 32 (sorted by length, a small batch is padded to little more than its
   own sentences).
 
-`env_report` (`python run_cola.py env`) prints the machine, the library versions and these defaults.
+recipe/runtime/env_report.py (`python run_cola.py env`) prints the machine, the library versions and these defaults.
 """
 
 from __future__ import annotations
 
 import os
 import platform
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,9 +32,7 @@ from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 from transformers.training_args import OptimizerNames
 
 CPUINFO_PATH = Path("/proc/cpuinfo")
-# Set, it replaces the CPU flags read from /proc/cpuinfo (space-separated): the test suite pins its
-# subprocesses to a plain AVX2 CPU this way, and a user can see another machine's defaults
-# (`COLA_CPU_FLAGS="avx2 avx512_bf16" python run_cola.py env`).
+# Replaces /proc/cpuinfo's flags: tests pin subprocesses to AVX2; `COLA_CPU_FLAGS="avx2 avx512_bf16" ... env`.
 CPU_FLAGS_ENV = "COLA_CPU_FLAGS"
 # /proc/cpuinfo flags that mean the CPU multiplies bf16 in hardware: AVX-512 BF16 (Cooper Lake, Zen 4 and
 # later) or AMX tiles (Sapphire Rapids and later).
@@ -204,41 +201,3 @@ def build_data_collator(tokenizer: PreTrainedTokenizerBase, device_type: str) ->
     return DataCollatorWithPadding(
         tokenizer, pad_to_multiple_of=GPU_PAD_TO_MULTIPLE_OF if device_type == "cuda" else None
     )
-
-
-def env_report(hardware: Hardware | None = None) -> str:
-    """What a bug report needs: the machine, the library versions and the defaults chosen here."""
-    hardware = hardware or detect_hardware()
-    lines = ["## Machine", f"- platform: {platform.platform()}", f"- device: {hardware.describe()}"]
-    lines.append(f"- CPU: {hardware.cpu_model or 'unknown'} ({hardware.cpu_count} cores usable)")
-    shown = [flag for flag in CPU_REPORTED_FLAGS if flag in hardware.cpu_flags]
-    lines.append(f"- CPU flags that matter: {' '.join(shown) or 'none of ' + ', '.join(CPU_REPORTED_FLAGS)}")
-    lines.append(f"- torch CPU kernels: {hardware.cpu_capability or '?'}")
-    lines.append(f"- CPU computes bf16 natively: {'yes' if hardware.cpu_native_bf16 else 'no'}")
-    if hardware.device_type == "cuda":
-        major, minor = hardware.cuda_capability
-        lines.append(
-            f"- GPU: {hardware.cuda_count} x {hardware.cuda_name}, compute capability {major}.{minor}, "
-            f"{hardware.cuda_memory_gib} GiB, bf16 {'yes' if hardware.cuda_bf16 else 'no'}"
-        )
-        lines.append(f"- CUDA (torch build): {torch.version.cuda}")
-    else:
-        lines.append(
-            f"- GPU: none visible to torch (torch build CUDA: {torch.version.cuda or 'none, CPU build'})"
-        )
-    from recipe.runtime.versions import run_versions  # recipe.runtime.versions imports this module
-
-    versions = {k: v for k, v in run_versions(hardware.describe()).items() if k != "machine"}
-    lines += ["", "## Libraries", *(f"- {name}: {version}" for name, version in versions.items())]
-    lines += ["", "## Defaults the recipe chooses on this machine (a config key or flag overrides each)"]
-    lines += [f"- {key}: {value}" for key, value in sorted(machine_defaults(hardware).items())]
-    return "\n".join(lines) + "\n"
-
-
-def env_cli(argv: list[str]) -> int:
-    """`python run_cola.py env`: print `env_report()` (it takes no arguments)."""
-    if argv:
-        print(f"run_cola.py env takes no arguments; got {' '.join(argv)}", file=sys.stderr)
-        return 2
-    print(env_report(), end="")
-    return 0

@@ -1,5 +1,5 @@
 """Before anything loads: what this run needs from the network, asked once, with one clear stop when it is
-unreachable (instead of the Hub client's retries, about 20 s, and an error that names only the last thing).
+unreachable (instead of the Hub client's retries and an error that names only the last thing).
 
 Local paths never touch the network: a checkpoint folder, `package:NAME/SUBDIR`, a CoLA folder or zip, or a
 release already extracted in --data_cache_dir need nothing, and nothing is probed for them.

@@ -1,4 +1,5 @@
-"""Keep tokens and credentials out of logs and saved arguments.
+"""Keep tokens and credentials out of logs and saved arguments: the one rule for what is a secret
+(`is_credential`) and every way the recipe masks one.
 
 transformers already masks `*_token` fields in `TrainingArguments.to_dict()` / `to_json_string()`, but
 not in `training_args.bin` (a pickle of the arguments saved next to every checkpoint), and nothing
@@ -28,9 +29,15 @@ SECRET_ENV = re.compile(r"(^|_)(TOKEN|PASSWORD|SECRET|API_KEY|ACCESS_KEY|SECRET_
 MIN_SECRET_LENGTH = 8
 
 
+def is_credential(key: str) -> bool:
+    """A setting that holds a secret (--hub_token, a model `token`, an API key): masked wherever it is
+    shown (logs, run_args.json, the card), left out wherever it would be repeated (commands, best.yaml)."""
+    return bool(SECRET_FIELD.search(key))
+
+
 def secret_fields(args: Any) -> list[str]:
     """Names of the dataclass fields of `args` that hold a credential."""
-    return [f.name for f in dataclasses.fields(args) if SECRET_FIELD.search(f.name)]
+    return [f.name for f in dataclasses.fields(args) if is_credential(f.name)]
 
 
 def secret_values(arg_objects: Iterable[Any] = (), environ: dict[str, str] | None = None) -> set[str]:

@@ -15,7 +15,7 @@ from recipe.runtime.hardware import detect_hardware
 
 # The distributions whose versions decide a run's numbers (and the one that uploads it).
 RECORDED_PACKAGES = ("torch", "transformers", "datasets", "accelerate", "evaluate", "huggingface_hub")
-REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+REPOSITORY_ROOT = Path(__file__).resolve().parents[2]  # recipe/runtime/versions.py -> the checkout
 DIRTY_MARK = "-dirty"  # as `git describe --dirty` marks a tree with uncommitted changes
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 from huggingface_hub import HfApi
 from transformers import TrainingArguments
 
+from recipe.runtime.redaction import redact, secret_values
+
 logger = logging.getLogger(__name__)
 
 # Exit status of `run_cola.py` when the run finished but its upload failed (2: a usage error, 130/143: stopped).
@@ -98,6 +100,8 @@ def push_output_folder(target: HubTarget, output_dir: str | Path) -> str:
     # files are complete on disk and the user gets one message instead of a traceback.
     except Exception as err:
         first_line = str(err).splitlines()[0].rstrip(".") if str(err) else ""
+        # Printed, not logged, so the log's redaction does not reach it: mask the token (and $HF_TOKEN...) here.
+        first_line = redact(first_line, secret_values([target]))
         raise HubPushError(
             f"the run finished and everything is in {folder}, but the upload to the Hub repository "
             f"'{target.repo_id}' failed: {type(err).__name__}: {first_line}. Upload it later with: "

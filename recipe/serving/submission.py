@@ -10,6 +10,8 @@ import datasets
 import numpy as np
 from transformers import Trainer
 
+from recipe.training.splits import TEST
+
 logger = logging.getLogger(__name__)
 
 SUBMISSION_FILE = "CoLA.tsv"
@@ -34,7 +36,7 @@ def predict_test_submission(
     trainer: Trainer, tokenized_test: datasets.Dataset, raw_test: datasets.Dataset, output_dir: str | Path
 ) -> Path | None:
     """Predict the unlabeled test split and write `output_dir/CoLA.tsv`; returns its path (main process)."""
-    output = trainer.predict(tokenized_test, metric_key_prefix="test")
+    output = trainer.predict(tokenized_test, metric_key_prefix=TEST.metric_prefix)
     logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
     predictions = np.argmax(logits, axis=-1)
     if not trainer.is_world_process_zero():

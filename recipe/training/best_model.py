@@ -16,12 +16,11 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from transformers import EarlyStoppingCallback, TrainerCallback, TrainingArguments
 
-if TYPE_CHECKING:  # arguments.py imports this module; the type is only needed for hints
-    from recipe.training.arguments import RecipeArguments
+from recipe.training.argument_dataclasses import ConfigError, RecipeArguments
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +73,6 @@ def configure_best_model(
     Raises:
         ConfigError: early stopping was asked for without per-epoch (or per-step) validation.
     """
-    from recipe.training.arguments import ConfigError
-
     if training_args.load_best_model_at_end and not has_validation:
         logger.warning("No validation split: keeping the last model (no best-MCC checkpoint to select).")
         training_args.load_best_model_at_end = False

@@ -29,10 +29,7 @@ logger = logging.getLogger(__name__)
 # Files that only a finished run leaves behind (the Trainer writes them after training).
 FINISHED_RUN_MARKERS = ("all_results.json", "train_results.json")
 CHECKPOINT_NAME = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")  # what the Trainer resumes from
-# A checkpoint that cannot be resumed from is renamed with one of these prefixes: kept for inspection,
-# but no longer matched by the Trainer's `checkpoint-*` (resume, rotation). "incomplete-": the save was
-# cut off (moved aside automatically); "corrupt-": a finished save whose files are damaged (moved aside
-# only with --fallback_to_previous_checkpoint).
+# Renamed so the Trainer's `checkpoint-*` skips it: incomplete (save cut off) or corrupt (files damaged).
 INCOMPLETE_PREFIX = "incomplete-"
 CORRUPT_PREFIX = "corrupt-"
 # The Trainer writes a checkpoint in this order: weights, optimizer/scheduler, RNG states, and

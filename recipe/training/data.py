@@ -1,4 +1,4 @@
-"""CoLA data from any of its usual shapes -> one DatasetDict; checked line by line; tokenized with a batched map.
+"""CoLA data from any of its usual shapes -> one DatasetDict of the registered splits.
 
 Sources, chosen by what the user gives (`resolve_data_source`):
 - the release folder (`cola_public/raw/*.tsv`), or its zip (extracted into `--data_cache_dir`);
@@ -7,14 +7,12 @@ Sources, chosen by what the user gives (`resolve_data_source`):
   id or local folder (`--dataset_name`);
 - the release zip downloaded on demand (`--download`).
 
-Split names: train, validation (see `--validation_strategy`), in_domain_dev, out_of_domain_dev, dev (their
-union, what GLUE calls dev), test (unlabeled; `--do_predict` writes CoLA.tsv from it).
+The splits (names, release files, roles) are described once, in recipe/training/splits.py; the files are
+read and checked line by line in recipe/training/cola_tsv.py, tokenized in recipe/training/tokenization.py.
 """
 
 from __future__ import annotations
 
-import codecs
-import csv
 import hashlib
 import logging
 import statistics
@@ -23,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
-from transformers import PreTrainedTokenizerBase, TrainingArguments
+from transformers import TrainingArguments
 
 from recipe.runtime.distributed import main_process_first
 from recipe.training.arguments import ConfigError, DataArguments
+from recipe.training.cola_tsv import LABEL_NAMES, NO_LABEL, DataError, read_cola_tsv, read_glue_test_tsv
 from recipe.training.download import (
     COLA_DOWNLOAD_URL,
     COLA_SHA256,
@@ -35,45 +34,29 @@ from recipe.training.download import (
     sha256_of,
 )
 from recipe.training.download import extract_release_zip as extract_zip_into
+from recipe.training.splits import (
+    DEV,
+    IN_DOMAIN_DEV,
+    OUT_OF_DOMAIN_DEV,
+    TEST,
+    TRAIN,
+    VALIDATION,
+    Split,
+    by_name,
+    hub_splits,
+    in_order,
+    release_files,
+    split_named,
+)
 
 logger = logging.getLogger(__name__)
 
-COLA_COLUMNS = ["source", "label", "mark", "sentence"]
-LABEL_NAMES = ["unacceptable", "acceptable"]
-COLA_FEATURES = datasets.Features(
-    {
-        "source": datasets.Value("string"),
-        "label": datasets.ClassLabel(names=LABEL_NAMES),
-        "mark": datasets.Value("string"),
-        "sentence": datasets.Value("string"),
-    }
-)
-# GLUE's test.tsv: a header line `index<TAB>sentence`, no labels. Read into the Hub schema (idx, sentence,
-# label = NO_LABEL) so every source gives the same unlabeled test split.
-GLUE_TEST_HEADER = ("index", "sentence")
-GLUE_TEST_FEATURES = datasets.Features({"idx": datasets.Value("int32"), "sentence": datasets.Value("string")})
-NO_LABEL = -1
-# Files of the official release (cola_public_1.1.zip), relative to its folder. Test sets are evaluated
-# after training, each reported separately; out_of_domain_dev is optional.
-RELEASE_TRAIN_FILE = "raw/in_domain_train.tsv"
-RELEASE_TEST_FILES = {
-    "in_domain_dev": "raw/in_domain_dev.tsv",
-    "out_of_domain_dev": "raw/out_of_domain_dev.tsv",
-}
-RELEASE_REQUIRED = ("raw/in_domain_train.tsv", "raw/in_domain_dev.tsv")
 # The GLUE benchmark's copy (glue_data/CoLA/): the same 4-column rows; dev.tsv = in-domain + out-of-domain dev.
 GLUE_TRAIN_FILE = "train.tsv"
 GLUE_DEV_FILE = "dev.tsv"
 GLUE_TEST_FILE = "test.tsv"
-# The Hub dataset's splits -> ours. Its validation split is GLUE's dev.tsv without the source column, so
-# it cannot be split into in- and out-of-domain.
-HUB_SPLITS = {"train": "train", "validation": "dev", "test": "test"}
+# The Hub dataset's schema (nyu-mll/glue, config cola); its splits map to ours in recipe/training/splits.py.
 HUB_COLUMNS = ("sentence", "label", "idx")
-SPLIT_ORDER = ("train", "validation", "in_domain_dev", "out_of_domain_dev", "dev", "test")
-
-
-class DataError(ValueError):
-    """Input data that cannot be used; the message names the file (and line) and says what to do."""
 
 
 @dataclass(frozen=True)
@@ -95,10 +78,14 @@ def missing_data_message(data_dir: Path, missing: list[str]) -> str:
         )
     else:
         found = "the folder does not exist"
+    required = release_files(required_only=True)
+    optional = [file for name, file in release_files().items() if name not in required]
+    release_layout = ", ".join(f"{data_dir}/{file}" for file in required.values())
+    if optional:
+        release_layout += f" and optionally {', '.join(f'{data_dir}/{file}' for file in optional)}"
     return (
         f"CoLA data not found in '{data_dir}' ({found}): missing {', '.join(missing)}.\n"
-        f"Expected one of: the official release layout ({data_dir}/raw/in_domain_train.tsv, "
-        f"{data_dir}/raw/in_domain_dev.tsv and optionally {data_dir}/raw/out_of_domain_dev.tsv); the GLUE "
+        f"Expected one of: the official release layout ({release_layout}); the GLUE "
         f"layout ({data_dir}/train.tsv, {data_dir}/dev.tsv, optionally {data_dir}/test.tsv); or the "
         "release zip itself (--data_dir /path/to/cola_public_1.1.zip).\n"
         f"Get it with --download (fetches {COLA_DOWNLOAD_URL} into --data_cache_dir), "
@@ -127,7 +114,8 @@ def resolve_data_source(data_args: DataArguments) -> DataSource:
                 )
             return DataSource("release", str(extract_release_zip(data_dir, cache_dir)))
         if (data_dir / "raw").is_dir():
-            missing = [name for name in RELEASE_REQUIRED if not (data_dir / name).is_file()]
+            required = release_files(required_only=True).values()
+            missing = [name for name in required if not (data_dir / name).is_file()]
             if missing:
                 raise DataError(missing_data_message(data_dir, missing))
             return DataSource("release", str(data_dir))
@@ -144,7 +132,7 @@ def resolve_data_source(data_args: DataArguments) -> DataSource:
             return DataSource("release", str(release))
     except DownloadError as err:
         raise DataError(str(err)) from err
-    raise DataError(missing_data_message(data_dir, list(RELEASE_REQUIRED)))
+    raise DataError(missing_data_message(data_dir, list(release_files(required_only=True).values())))
 
 
 def extract_release_zip(zip_path: Path, cache_dir: Path) -> Path:
@@ -159,118 +147,33 @@ def extract_release_zip(zip_path: Path, cache_dir: Path) -> Path:
     return extract_zip_into(zip_path, cache_dir / "extracted" / f"{zip_path.stem}-{digest[:12]}")
 
 
-# Hand-written because pandas/`datasets` cannot report these well: a wrong column count surfaces as an
-# arrow cast error without the line, a stray byte as a decode error at a byte offset, a blank line or an
-# empty sentence as a silently empty string. This pass names the file and line and says what to fix.
-def validate_tsv_lines(path: Path, n_columns: int, header: tuple[str, ...] | None = None) -> int:
-    """Check every line of a CoLA TSV; return the number of example rows.
-
-    Accepts a UTF-8 byte-order mark and Windows line endings. `header`, when given, must be line 1.
-    With 4 columns (source, label, mark, sentence) the label must be 0 or 1; the sentence (last column)
-    must not be empty.
-
-    Raises:
-        DataError: naming the file and line, for an empty file, a blank line, bytes that are not UTF-8,
-            a wrong number of columns, a bad label, or an empty sentence.
-    """
-    data = path.read_bytes()
-    if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8) :]
-    if not data.strip():
-        raise DataError(f"{path}: the file is empty; a CoLA TSV has one example per line.")
-    lines = data.split(b"\n")
-    if lines[-1] == b"":  # the final newline ends the last line; it does not start a new one
-        lines.pop()
-    columns = "source, label, mark, sentence" if n_columns == 4 else ", ".join(header or ())
-    rows = 0
-    for number, line_bytes in enumerate(lines, start=1):
-        line_bytes = line_bytes.removesuffix(b"\r")
-        try:
-            line = line_bytes.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise DataError(
-                f"{path}, line {number}: byte 0x{line_bytes[err.start]:02x} at column {err.start + 1} is not "
-                "UTF-8; re-save the file as UTF-8."
-            ) from err
-        if not line.strip():
-            raise DataError(f"{path}, line {number}: blank line; every line must be one example. Remove it.")
-        if "\r" in line:
-            raise DataError(f"{path}, line {number}: a carriage return inside the line; remove it.")
-        fields = line.split("\t")
-        if header is not None and number == 1:
-            if tuple(fields) != header:
-                raise DataError(f"{path}, line 1: expected the header {'<TAB>'.join(header)}, got {line!r}.")
-            continue
-        if len(fields) != n_columns:
-            raise DataError(
-                f"{path}, line {number}: {len(fields)} tab-separated columns, expected {n_columns} ({columns})."
-            )
-        if n_columns == 4 and fields[1] not in ("0", "1"):
-            raise DataError(f"{path}, line {number}: label must be 0 or 1, got {fields[1]!r}.")
-        if not fields[-1].strip():
-            raise DataError(f"{path}, line {number}: empty sentence.")
-        rows += 1
-    if rows == 0:
-        raise DataError(f"{path}: only a header, no examples.")
-    return rows
+def read_split_file(path: Path, split: Split) -> datasets.Dataset:
+    """One split's file: the 4-column CoLA TSV, or GLUE's `index<TAB>sentence` for an unlabeled split."""
+    return read_cola_tsv(path) if split.labeled else read_glue_test_tsv(path)
 
 
-def load_tsv(path: Path, features: datasets.Features, header: tuple[str, ...] | None) -> datasets.Dataset:
-    """Validate `path` line by line, then load it with `datasets`, insisting every row arrived."""
-    expected_rows = validate_tsv_lines(path, len(features), header)
-    try:
-        dataset = datasets.load_dataset(
-            "csv",
-            data_files={"data": str(path)},
-            sep="\t",
-            header=0 if header else None,
-            names=list(features),
-            # Quoting off: real sentences contain `"`. Empty marks stay empty strings (no NaN guessing).
-            quoting=csv.QUOTE_NONE,
-            keep_default_na=False,
-            na_filter=False,
-            skip_blank_lines=False,
-            encoding="utf-8-sig",
-            features=features,
-            split="data",
-        )
-    except Exception as err:  # pandas/arrow parse errors carry the line; give them the file's name
-        raise DataError(f"{path}: could not be read as a CoLA TSV ({', '.join(features)}): {err}") from err
-    if len(dataset) != expected_rows:
-        raise DataError(
-            f"{path}: read {len(dataset)} examples from {expected_rows} rows; refusing to drop rows."
-        )
-    return dataset
-
-
-def read_cola_tsv(path: Path) -> datasets.Dataset:
-    """Load one CoLA TSV (no header; source, label, mark, sentence), every line checked first.
-
-    Raises:
-        DataError: the file is empty, a line is malformed (file and line named), or rows were lost.
-    """
-    return load_tsv(path, COLA_FEATURES, header=None)
-
-
-def read_glue_test_tsv(path: Path) -> datasets.Dataset:
-    """Load GLUE's unlabeled test.tsv (header `index<TAB>sentence`) as idx, sentence, label = -1."""
-    dataset = load_tsv(path, GLUE_TEST_FEATURES, header=GLUE_TEST_HEADER)
-    return dataset.add_column(
-        "label", [NO_LABEL] * len(dataset), feature=datasets.ClassLabel(names=LABEL_NAMES)
-    )
+def add_unions(splits: dict[str, datasets.Dataset]) -> dict[str, datasets.Dataset]:
+    """`splits` plus each registered union whose parts are all there (dev = in- + out-of-domain dev)."""
+    splits = dict(splits)
+    for split in by_name().values():
+        if split.union_of and split.name not in splits and all(part in splits for part in split.union_of):
+            splits[split.name] = datasets.concatenate_datasets([splits[part] for part in split.union_of])
+    return splits
 
 
 def load_release_folder(folder: Path) -> dict[str, datasets.Dataset]:
-    """The release's train, in_domain_dev, out_of_domain_dev (when present), and dev = their union."""
-    splits = {"train": read_cola_tsv(folder / RELEASE_TRAIN_FILE)}
-    for split, name in RELEASE_TEST_FILES.items():
-        if (folder / name).is_file():
-            splits[split] = read_cola_tsv(folder / name)
+    """Every registered split whose release file is in `folder` (train and in-domain dev must be; the
+    others are loaded when present), and the unions of those."""
+    required = release_files(required_only=True)
+    splits = {}
+    for name, file in release_files().items():
+        if (folder / file).is_file():
+            splits[name] = read_split_file(folder / file, split_named(name))
+        elif name in required:
+            raise DataError(missing_data_message(folder, [file]))
         else:
-            logger.info("No %s at %s; that test set is skipped.", split, folder / name)
-    if "out_of_domain_dev" in splits:
-        splits["dev"] = datasets.concatenate_datasets([splits["in_domain_dev"], splits["out_of_domain_dev"]])
-    return splits
+            logger.info("No %s at %s; that test set is skipped.", name, folder / file)
+    return add_unions(splits)
 
 
 def split_dev_by_source(
@@ -299,14 +202,14 @@ def load_glue_folder(folder: Path) -> dict[str, datasets.Dataset]:
         len(out_of_domain),
         ", ".join(sorted(set(out_of_domain["source"]))) or "none",
     )
-    splits = {"train": train}
+    splits = {TRAIN.name: train}
     if len(in_domain):
-        splits["in_domain_dev"] = in_domain
+        splits[IN_DOMAIN_DEV.name] = in_domain
     if len(out_of_domain):
-        splits["out_of_domain_dev"] = out_of_domain
-    splits["dev"] = dev
+        splits[OUT_OF_DOMAIN_DEV.name] = out_of_domain
+    splits[DEV.name] = dev  # all of dev.tsv, in its own order (not the union's)
     if (folder / GLUE_TEST_FILE).is_file():
-        splits["test"] = read_glue_test_tsv(folder / GLUE_TEST_FILE)
+        splits[TEST.name] = read_glue_test_tsv(folder / GLUE_TEST_FILE)
     return splits
 
 
@@ -318,7 +221,7 @@ def check_hub_split(dataset: datasets.Dataset, split: str, name: str) -> None:
             f"{name} split '{split}': missing column(s) {', '.join(missing)}; expected the nyu-mll/glue cola "
             f"schema ({', '.join(HUB_COLUMNS)}), has {', '.join(dataset.column_names)}."
         )
-    allowed = {NO_LABEL, 0, 1} if split == "test" else {0, 1}
+    allowed = {0, 1} if split_named(hub_splits()[split]).labeled else {NO_LABEL, 0, 1}
     for idx, label, sentence in zip(dataset["idx"], dataset["label"], dataset["sentence"], strict=True):
         if label not in allowed:
             raise DataError(
@@ -373,17 +276,16 @@ def load_hub_dataset(name: str, config: str | None, cache_dir: Path) -> dict[str
             f"--dataset_name {name}: could not be read ({err.__cause__ or err}); every split needs the "
             f"nyu-mll/glue cola columns {', '.join(HUB_COLUMNS)}."
         ) from err
-    if "train" not in loaded:
-        raise DataError(f"{name}: no 'train' split (has {', '.join(loaded)}).")
+    ours = hub_splits()
+    if TRAIN.hub_split not in loaded:
+        raise DataError(f"{name}: no '{TRAIN.hub_split}' split (has {', '.join(loaded)}).")
     splits: dict[str, datasets.Dataset] = {}
     for hub_split, dataset in loaded.items():
-        if hub_split not in HUB_SPLITS:
-            logger.warning(
-                "%s: split '%s' is not one of %s; ignored.", name, hub_split, ", ".join(HUB_SPLITS)
-            )
+        if hub_split not in ours:
+            logger.warning("%s: split '%s' is not one of %s; ignored.", name, hub_split, ", ".join(ours))
             continue
         check_hub_split(dataset, hub_split, name)
-        splits[HUB_SPLITS[hub_split]] = dataset.cast_column("label", datasets.ClassLabel(names=LABEL_NAMES))
+        splits[ours[hub_split]] = dataset.cast_column("label", datasets.ClassLabel(names=LABEL_NAMES))
     return splits
 
 
@@ -397,28 +299,28 @@ def choose_validation(
 ) -> dict[str, datasets.Dataset]:
     """Apply `--validation_strategy`: a seeded split of train, the in-domain dev, or none."""
     splits = dict(splits)
+    train = TRAIN.name
     if data_args.max_train_samples is not None:
-        splits["train"] = splits["train"].select(
-            range(min(data_args.max_train_samples, len(splits["train"])))
-        )
+        splits[train] = splits[train].select(range(min(data_args.max_train_samples, len(splits[train]))))
     if data_args.validation_strategy == "split":
         if data_args.validation_split > 0:
             # The tutorial's seeded 90/10 split of the in-domain train set.
-            parts = splits["train"].train_test_split(
+            parts = splits[train].train_test_split(
                 test_size=data_args.validation_split,
                 seed=seed,
                 stratify_by_column="label" if data_args.stratify_validation else None,
             )
-            splits["train"], splits["validation"] = parts["train"], parts["test"]
+            # `train_test_split` returns its two parts in this order: the kept rows, then the held-out ones.
+            splits[train], splits[VALIDATION.name] = parts.values()
         else:
             logger.info("--validation_split 0: no validation set (like --validation_strategy none).")
-    elif data_args.validation_strategy == "dev":
-        if "in_domain_dev" in splits:
-            splits["validation"] = splits["in_domain_dev"]
+    elif data_args.validation_strategy == DEV.name:
+        if IN_DOMAIN_DEV.name in splits:
+            splits[VALIDATION.name] = splits[IN_DOMAIN_DEV.name]
         else:
             # The Hub copy has no source column, so its dev cannot be narrowed to in-domain.
             logger.warning("No in-domain dev set apart from the out-of-domain one; validating on all of dev.")
-            splits["validation"] = splits["dev"]
+            splits[VALIDATION.name] = splits[DEV.name]
     return splits
 
 
@@ -469,11 +371,11 @@ def load_cola_splits(data_args: DataArguments, seed: int) -> datasets.DatasetDic
         else:
             splits = load_release_folder(Path(source.location))
         splits = choose_validation(splits, data_args, split_seed(data_args, seed))
-        ordered = {split: splits[split] for split in SPLIT_ORDER if split in splits}
+        ordered = {split.name: splits[split.name] for split in in_order(splits)}
         for split, dataset in ordered.items():
             logger.info(describe_split(split, dataset))
-            if split != "train":
-                shared = count_shared_sentences(ordered["train"], dataset)
+            if split != TRAIN.name:
+                shared = count_shared_sentences(ordered[TRAIN.name], dataset)
                 if shared:
                     logger.warning("%s: %d of %d sentences also occur in train.", split, shared, len(dataset))
         return datasets.DatasetDict(ordered)
@@ -486,90 +388,14 @@ def check_splits_for_run(raw: datasets.DatasetDict, training_args: TrainingArgum
         ConfigError: evaluation during training without a validation set.
         DataError: --do_predict without an unlabeled test set.
     """
-    if "validation" not in raw and training_args.eval_strategy != "no":
+    if VALIDATION.name not in raw and training_args.eval_strategy != "no":
         raise ConfigError(
             f"No validation set (--validation_strategy none or --validation_split 0), but --eval_strategy "
             f"{training_args.eval_strategy.value} evaluates on one during training. Pass --eval_strategy no "
             "(and --load_best_model_at_end false) to train on everything."
         )
-    if training_args.do_predict and "test" not in raw:
+    if training_args.do_predict and TEST.name not in raw:
         raise DataError(
             "--do_predict writes CoLA.tsv from an unlabeled test set, and this data has none: use the GLUE "
             "layout with test.tsv (--data_dir glue_data/CoLA) or --dataset_name nyu-mll/glue."
         )
-
-
-def tokenize_sentences(
-    batch: dict[str, list], tokenizer: PreTrainedTokenizerBase, max_length: int, pad_to_max_length: bool
-) -> dict[str, list]:
-    """Tokenize a batch of sentences as `[CLS] sentence [SEP]`, truncated to `max_length`."""
-    return tokenizer(
-        batch["sentence"],
-        truncation=True,
-        max_length=max_length,
-        padding="max_length" if pad_to_max_length else False,
-    )
-
-
-def tokenize_cola(
-    raw: datasets.DatasetDict, tokenizer: PreTrainedTokenizerBase, data_args: DataArguments
-) -> datasets.DatasetDict:
-    """Tokenize every split with a batched `datasets.map` (`[CLS] sentence [SEP]`, truncated).
-
-    Keeps only the model inputs and `label` (dropped from an unlabeled split, whose -1 is no label).
-    Without `pad_to_max_length` nothing is padded here: the collator pads each batch to its longest
-    sentence. The map is cached by `datasets`. `count_truncated` says how many sentences were cut.
-    """
-    tokenized = {}
-    with main_process_first("tokenizing CoLA"):  # the map's cache: written once, read by the others
-        for split, dataset in raw.items():
-            tokenized[split] = tokenize_split(split, dataset, tokenizer, data_args)
-    return datasets.DatasetDict(tokenized)
-
-
-def tokenize_split(
-    split: str, dataset: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, data_args: DataArguments
-) -> datasets.Dataset:
-    """One split of `tokenize_cola`: the model inputs and the labels."""
-    unlabeled = all(label == NO_LABEL for label in dataset["label"])
-    encoded = dataset.map(
-        tokenize_sentences,
-        batched=True,
-        fn_kwargs={
-            "tokenizer": tokenizer,
-            "max_length": data_args.max_seq_length,
-            "pad_to_max_length": data_args.pad_to_max_length,
-        },
-        num_proc=data_args.preprocessing_num_workers,
-        remove_columns=[c for c in dataset.column_names if c != "label" or unlabeled],
-        desc=f"Tokenizing {split}",
-    )
-    return encoded
-
-
-def count_truncated(
-    raw: datasets.DatasetDict, tokenizer: PreTrainedTokenizerBase, max_seq_length: int
-) -> dict[str, int]:
-    """Per split, how many sentences are longer than `max_seq_length` tokens (and so were truncated).
-
-    Logs each split's count and longest sentence. Returns `{"<split>_truncated_sentences": n}`, the keys
-    under which `main()` reports them (the model card lists them).
-    """
-    counts = {}
-    for split, dataset in raw.items():
-        lengths = [len(ids) for ids in tokenizer(list(dataset["sentence"]))["input_ids"]]
-        truncated = sum(length > max_seq_length for length in lengths)
-        if truncated:
-            logger.warning(
-                "%s: %d of %d sentences are longer than --max_seq_length %d tokens and were truncated "
-                "(longest: %d tokens).",
-                split,
-                truncated,
-                len(lengths),
-                max_seq_length,
-                max(lengths),
-            )
-        else:
-            logger.info("%s: no sentence truncated (longest: %d tokens).", split, max(lengths))
-        counts[f"{split}_truncated_sentences"] = truncated
-    return counts

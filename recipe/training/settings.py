@@ -11,14 +11,10 @@ from typing import Any
 
 from transformers import TrainingArguments
 
+from recipe.runtime.redaction import REDACTED, is_credential
 from recipe.training.arguments import DataArguments, ModelArguments, RecipeArguments, parse_args
 
 logger = logging.getLogger(__name__)
-
-
-def is_credential(key: str) -> bool:
-    """A flag that holds a secret (--hub_token, ...): never written out, only masked."""
-    return key.endswith("_token")
 
 
 def cli_value(value: Any) -> list[str]:
@@ -33,12 +29,19 @@ def cli_value(value: Any) -> list[str]:
 
 
 def arguments_as_dicts(*arguments: Any) -> list[dict[str, Any]]:
-    """Each argument dataclass as a dict of its flags (init fields; TrainingArguments with enums as values)."""
+    """Each argument dataclass as a dict of its flags (init fields; TrainingArguments with enums as values),
+    credentials masked: every file and table of settings is built from these dicts."""
     dicts = []
     for args in arguments:
         values = args.to_dict() if isinstance(args, TrainingArguments) else dataclasses.asdict(args)
         flags = {f.name for f in dataclasses.fields(args) if f.init}
-        dicts.append({key: value for key, value in values.items() if key in flags})
+        dicts.append(
+            {
+                key: REDACTED if is_credential(key) and value else value
+                for key, value in values.items()
+                if key in flags
+            }
+        )
     return dicts
 
 
@@ -54,8 +57,7 @@ def effective_settings(
     settings: dict[str, dict[str, Any]] = {}
     for values in arguments_as_dicts(model_args, data_args, training_args, recipe_args):
         for key, value in values.items():
-            shown = "<redacted>" if is_credential(key) and value else value
-            settings[key] = {"value": shown, "source": sources.get(key, "default")}
+            settings[key] = {"value": value, "source": sources.get(key, "default")}
     return settings
 
 

@@ -26,9 +26,10 @@ class Split:
     annotated: bool = False  # CoLA's grammatical annotations describe its sentences (the report card)
     release_file: str | None = None  # its file in the official release folder (cola_public_1.1.zip)
     union_of: tuple[str, ...] = ()  # the splits it concatenates (reported only when they are not both there)
+    hub_split: str | None = None  # its split in the Hub dataset (nyu-mll/glue, config cola), if it has one
 
 
-TRAIN = Split("train", "train", "train", release_file="raw/in_domain_train.tsv")
+TRAIN = Split("train", "train", "train", release_file="raw/in_domain_train.tsv", hub_split="train")
 VALIDATION = Split("validation", "eval", "validation")
 IN_DOMAIN_DEV = Split(
     "in_domain_dev",
@@ -53,8 +54,9 @@ DEV = Split(
     scored=True,
     annotated=True,
     union_of=(IN_DOMAIN_DEV.name, OUT_OF_DOMAIN_DEV.name),
+    hub_split="validation",  # the Hub's validation split is GLUE's dev.tsv without the source column
 )
-TEST = Split("test", "test", "test (unlabeled)", labeled=False)
+TEST = Split("test", "test", "test (unlabeled)", labeled=False, hub_split="test")
 
 # Every split, in the order the data is loaded, evaluated and reported. Read at call time by the functions
 # below, so a split added here (or by a test) is seen everywhere.
@@ -88,6 +90,11 @@ def release_files(required_only: bool = False) -> dict[str, str]:
         for split in SPLITS
         if split.release_file and (split.name in required or not required_only)
     }
+
+
+def hub_splits() -> dict[str, str]:
+    """The Hub dataset's split name -> ours, for the splits it has."""
+    return {split.hub_split: split.name for split in SPLITS if split.hub_split}
 
 
 def split_named(name: str) -> Split:

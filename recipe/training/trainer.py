@@ -31,6 +31,7 @@ from recipe.training.metrics import compute_cola_metrics
 from recipe.training.model import match_tokenizer_to_model
 from recipe.training.optim import param_group_optimizer, uses_param_groups
 from recipe.training.sampling import length_grouped_sampler, seeded
+from recipe.training.splits import TEST, TRAIN, VALIDATION
 
 # A search trial's optimizer options: trial -> {"classifier_learning_rate": ..., "layerwise_lr_decay": ...}.
 TrialOptimizerOptions = Callable[[Any], dict[str, float]]
@@ -86,7 +87,7 @@ class CoLATrainer(Trainer):
         self,
         test_dataset: torch.utils.data.Dataset,
         ignore_keys: list[str] | None = None,
-        metric_key_prefix: str = "test",
+        metric_key_prefix: str = TEST.metric_prefix,
     ) -> PredictionOutput:
         """`Trainer.predict`, with predictions and labels back in `test_dataset`'s row order."""
         output = super().predict(test_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
@@ -160,7 +161,8 @@ def build_trainer(
 
     Args:
         model: the model to train; or `model_init` (a search builds one per trial).
-        tokenized: the tokenized splits; "train" is trained on when `do_train`, "validation" evaluated.
+        tokenized: the tokenized splits, keyed by the registry: train is trained on when `do_train`,
+            validation evaluated.
         callbacks: added to the Trainer's own (reports, best-model selection, signals).
 
     Raises:
@@ -181,8 +183,10 @@ def build_trainer(
             model=model,
             model_init=model_init,
             args=training_args,
-            train_dataset=tokenized["train"] if training_args.do_train and "train" in tokenized else None,
-            eval_dataset=tokenized.get("validation"),
+            train_dataset=tokenized[TRAIN.name]
+            if training_args.do_train and TRAIN.name in tokenized
+            else None,
+            eval_dataset=tokenized.get(VALIDATION.name),
             processing_class=tokenizer,
             # Pads each batch to its longest sentence (a no-op when pad_to_max_length already padded).
             data_collator=build_data_collator(tokenizer, training_args.device.type),
