@@ -254,6 +254,27 @@ def cola_dir(tmp_path) -> Path:
     return write_cola_release(tmp_path / "cola_public")
 
 
+# The shared finished run's truncation length: not the default 64, so a reader must take the run's own.
+FINISHED_RUN_MAX_SEQ_LENGTH = 12
+
+
+@pytest.fixture(scope="session")
+def finished_run(tiny_bert, tmp_path_factory) -> tuple[Path, Path]:
+    """One finished tiny run, (output folder, data folder), for the tests that only read what a run wrote:
+    one epoch, no checkpoints, max_seq_length 12, report written, a release without out_of_domain_dev (so
+    the per-batch chart falls back to in_domain_dev). A test that writes into the folder must copy it."""
+    import run_cola
+    from recipe.arguments import parse_args
+
+    root = tmp_path_factory.mktemp("finished-run")
+    data = write_cola_release(root / "cola", n_train=120, n_dev=70, n_ood=None, seed=4)
+    out = root / "out"
+    flags = ["--num_train_epochs", "1", "--save_strategy", "no"]
+    flags += ["--max_seq_length", str(FINISHED_RUN_MAX_SEQ_LENGTH)]
+    run_cola.main(*parse_args(fast_args(tiny_bert, data, out, *flags)))
+    return out, data
+
+
 def fast_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
     """Command-line flags for a quick CPU run of the tiny model."""
     return [
