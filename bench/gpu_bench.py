@@ -92,14 +92,14 @@ def build_model(smoke: bool = False):
     return BertForSequenceClassification(BertConfig(num_labels=2, **(SMOKE_CONFIG if smoke else {})))
 
 
-def synchronize() -> None:
+def synchronize(device_type: str) -> None:
     """Wait for queued GPU work, so wall-clock times cover it (nothing to wait for on a CPU)."""
-    if torch.cuda.is_available():
+    if device_type == "cuda":
         torch.cuda.synchronize()
 
 
-def peak_memory_mib() -> float:
-    if torch.cuda.is_available():
+def peak_memory_mib(device_type: str) -> float:
+    if device_type == "cuda":
         return torch.cuda.max_memory_allocated() / 2**20
     import resource
 
@@ -113,32 +113,32 @@ def matmul_params(model: torch.nn.Module) -> int:
 class EpochTimer(TrainerCallback):
     """A TrainerCallback that records each epoch's wall time (after a CUDA synchronize)."""
 
-    def __init__(self) -> None:
+    def __init__(self, device_type: str) -> None:
         super().__init__()
+        self.device_type = device_type
         self.seconds: list[float] = []
         self._start = 0.0
 
     def on_epoch_begin(self, args, state, control, **kwargs):
-        synchronize()
+        synchronize(self.device_type)
         self._start = time.perf_counter()
 
     def on_epoch_end(self, args, state, control, **kwargs):
-        synchronize()
+        synchronize(self.device_type)
         self.seconds.append(time.perf_counter() - self._start)
 
 
-def run_trainer_path(args: argparse.Namespace, train, dev) -> dict[str, Any]:
-    """One warm-up epoch plus `args.epochs` timed ones through the recipe's Trainer set-up."""
+def run_trainer_path(args: argparse.Namespace, train, dev, hardware) -> dict[str, Any]:
+    """One warm-up epoch plus `args.epochs` timed ones through the recipe's Trainer set-up on `hardware`."""
     from transformers import TrainingArguments
 
-    from recipe.runtime.hardware import build_data_collator, detect_hardware, machine_defaults
+    from recipe.runtime.hardware import build_data_collator, machine_defaults
     from recipe.training.trainer import CoLATrainer
 
-    hardware = detect_hardware()
     fast = machine_defaults(hardware)
     if args.compile:
         fast["torch_compile"] = True
-    timer = EpochTimer()
+    timer = EpochTimer(hardware.device_type)
     with tempfile.TemporaryDirectory() as out:
         training_args = TrainingArguments(
             output_dir=out,
@@ -174,20 +174,22 @@ def run_trainer_path(args: argparse.Namespace, train, dev) -> dict[str, Any]:
         "eval_sentences_per_s": len(dev) / metrics["eval_runtime"],
         "params": sum(p.numel() for p in model.parameters()),
         "matmul_params": matmul_params(model),
-        "peak_memory_mib": peak_memory_mib(),
+        "peak_memory_mib": peak_memory_mib(hardware.device_type),
     }
 
 
-def run_loop_path(args: argparse.Namespace, train, dev) -> dict[str, Any]:
-    """The same settings in a bare loop: bf16 autocast, TF32, fused AdamW, length-grouped, pad to 8."""
+def run_loop_path(args: argparse.Namespace, train, dev, hardware) -> dict[str, Any]:
+    """The same settings in a bare loop: bf16 autocast, TF32, fused AdamW, length-grouped, pad to 8
+    (on a GPU; the smoke test's CPU runs the loop in fp32)."""
     from transformers import get_linear_schedule_with_warmup
     from transformers.trainer_pt_utils import get_length_grouped_indices
 
     from recipe.runtime.hardware import build_data_collator
 
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    on_gpu = hardware.device_type == "cuda"
+    torch.backends.cuda.matmul.allow_tf32 = on_gpu
+    torch.backends.cudnn.allow_tf32 = on_gpu
+    device = torch.device("cuda" if on_gpu else "cpu")
     model = build_model(args.smoke).to(device)
     step_model = torch.compile(model) if args.compile else model
     collator = build_data_collator(pad_tokenizer(), "cuda")
@@ -195,13 +197,13 @@ def run_loop_path(args: argparse.Namespace, train, dev) -> dict[str, Any]:
     lengths = [len(r["input_ids"]) for r in rows]
     steps_per_epoch = -(-len(rows) // BATCH_SIZE)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5, eps=1e-8, weight_decay=0.0, fused=True)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_gpu)
     scheduler = get_linear_schedule_with_warmup(optimizer, 0, steps_per_epoch * (1 + args.epochs))
     generator = torch.Generator().manual_seed(42)
     seconds = []
     for _ in range(1 + args.epochs):
         order = get_length_grouped_indices(lengths, BATCH_SIZE, generator=generator)
-        synchronize()
+        synchronize(device.type)
         start = time.perf_counter()
         model.train()
         for i in range(0, len(order), BATCH_SIZE):
@@ -214,19 +216,19 @@ def run_loop_path(args: argparse.Namespace, train, dev) -> dict[str, Any]:
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-        synchronize()
+        synchronize(device.type)
         seconds.append(time.perf_counter() - start)
     return {
         "settings": {
-            "bf16": "autocast",
-            "tf32": "True",
+            "bf16": "autocast" if on_gpu else "off",
+            "tf32": str(on_gpu),
             "optim": "fused AdamW",
             "compile": str(args.compile),
         },
         "epoch_seconds": seconds,
         "params": sum(p.numel() for p in model.parameters()),
         "matmul_params": matmul_params(model),
-        "peak_memory_mib": peak_memory_mib(),
+        "peak_memory_mib": peak_memory_mib(device.type),
     }
 
 
@@ -281,17 +283,21 @@ def main(argv: list[str] | None = None) -> int:
         replace_section(REPO / "bench" / "RESULTS.md", "gpu", render_markdown(results, args.command))
         print(render_markdown(results, args.command))
         return 0
-    if not torch.cuda.is_available() and not args.smoke:
-        print("gpu_bench.py: skipped: no CUDA device (torch.cuda.is_available() is False).", file=sys.stderr)
+    from recipe.runtime.hardware import detect_hardware
+
+    # The recipe's hardware layer decides the device, as for training (the tests pin it).
+    hardware = detect_hardware()
+    if hardware.device_type != "cuda" and not args.smoke:
+        print(f"gpu_bench.py: skipped: no CUDA device ({hardware.describe()}).", file=sys.stderr)
         return 0
 
     epoch_size = SMOKE_SAMPLES if args.smoke else TRAIN_EPOCH_SIZE
     train_lengths = cola_shaped_lengths(COLA_TRAIN_LENGTHS, epoch_size, seed=0)
     train = synthetic_dataset(train_lengths, seed=1)
     dev = synthetic_dataset(cola_shaped_lengths(COLA_DEV_LENGTHS, 527, seed=2), seed=3)
-    result = (run_trainer_path if args.path == "trainer" else run_loop_path)(args, train, dev)
+    result = (run_trainer_path if args.path == "trainer" else run_loop_path)(args, train, dev, hardware)
 
-    name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu (smoke test)"
+    name = hardware.cuda_name if hardware.device_type == "cuda" else "cpu (smoke test)"
     peak = next((tflops for key, tflops in PEAK_TFLOPS.items() if key in name), None)
     timed = result["epoch_seconds"][1:] or result["epoch_seconds"]
     seconds_per_epoch = float(np.mean(timed))
@@ -300,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     result.update(
         {
             "device": name,
+            "machine": hardware.describe(),
             "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "torch": torch.__version__,
             "path": args.path,

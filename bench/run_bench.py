@@ -225,6 +225,8 @@ def run_variant(name: str, args: argparse.Namespace, work_dir: Path) -> dict[str
     """Measure one variant in this process (the orchestrator starts one process per variant)."""
     import torch
 
+    from recipe.runtime.hardware import detect_hardware
+
     if name == "c":
         from tutorial_loop import run_tutorial_loop
 
@@ -245,12 +247,9 @@ def run_variant(name: str, args: argparse.Namespace, work_dir: Path) -> dict[str
         if name == "f":
             flags += ["--bf16", "false"]
         result = run_recipe_variant(flags)
-    result["peak_memory_mib"] = (
-        torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else peak_rss_mib()
-    )
-    result["peak_memory_kind"] = (
-        "cuda max_memory_allocated" if torch.cuda.is_available() else "process peak RSS"
-    )
+    on_gpu = detect_hardware().device_type == "cuda"  # the device the recipe's variants ran on
+    result["peak_memory_mib"] = torch.cuda.max_memory_allocated() / 2**20 if on_gpu else peak_rss_mib()
+    result["peak_memory_kind"] = "cuda max_memory_allocated" if on_gpu else "process peak RSS"
     return result
 
 

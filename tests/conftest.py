@@ -1,14 +1,29 @@
 """Shared fixtures: a tiny BERT with a WordPiece vocabulary written here, and CoLA-format TSVs.
 
-Everything is offline and CPU-only: HF_HUB_OFFLINE=1 is set for the whole session, so a test that
-reached for the Hub would fail instead of downloading.
+Everything is offline and CPU-only, and the same on every host:
+- HF_HUB_OFFLINE=1 for the whole session, so a test that reached for the Hub would fail instead of downloading;
+- the Hugging Face caches (hub, datasets, evaluate modules: what tokenizers and models load from) and torch's
+  cache are empty folders of this session, so a machine with bert-base-uncased cached takes the same paths
+  as one without;
+- the hardware layer (recipe/runtime/hardware.py) is pinned: every test sees PLAIN_CPU unless it asks for another
+  machine, and subprocesses see no GPU (CUDA_VISIBLE_DEVICES="") and a plain AVX2 CPU (COLA_CPU_FLAGS).
+These are environment variables, set before anything reads them, so the runs tests start inherit them.
+
+COLA_TEST_SIMULATED_HOST=cuda runs the suite as on a GPU box with a bf16 CPU: the recipe's own code (recipe/,
+run_cola.py, bench/) that asked torch about CUDA, or read /proc/cpuinfo, would hear of an A100 and AMX.
+The results must not change (the recipe asks the pinned hardware layer only):
+    COLA_TEST_SIMULATED_HOST=cuda make test
 """
 
 from __future__ import annotations
 
 import os
 import random
+import shutil
+import sys
+import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -16,8 +31,22 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# The runs tests start in subprocesses see a plain AVX2 CPU too (recipe/runtime/hardware.py), like PLAIN_CPU below.
+# The runs tests start in subprocesses see a plain AVX2 CPU too (recipe/runtime/hardware.py), like PLAIN_CPU below,
+# and no GPU, whatever the host has.
 os.environ["COLA_CPU_FLAGS"] = "sse4_2 avx avx2 fma"
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
+# The session's own, empty caches (removed when the session ends).
+CACHE_ROOT = Path(tempfile.mkdtemp(prefix="cola-test-caches-"))
+CACHE_DIRS = {
+    "HF_HOME": CACHE_ROOT / "huggingface",
+    "HF_HUB_CACHE": CACHE_ROOT / "huggingface" / "hub",  # models and tokenizers
+    "HF_DATASETS_CACHE": CACHE_ROOT / "huggingface" / "datasets",
+    "TRANSFORMERS_CACHE": CACHE_ROOT / "huggingface" / "hub",  # older transformers' name for the hub cache
+    "TORCH_HOME": CACHE_ROOT / "torch",
+}
+for variable, folder in CACHE_DIRS.items():
+    os.environ[variable] = str(folder)
+SIMULATED_HOST_ENV = "COLA_TEST_SIMULATED_HOST"
 
 # Imported after the offline switches above: huggingface_hub reads them when first imported.
 from recipe.runtime import hardware  # noqa: E402
@@ -129,16 +158,90 @@ FP16_CARD = Hardware(
 )
 
 
+def on_cpu(machine: Hardware) -> Hardware:
+    """What `detect_hardware(use_cpu=True)` sees on `machine`: its CPU, with no accelerator."""
+    return Hardware(
+        device_type="cpu",
+        cpu_count=machine.cpu_count,
+        cpu_flags=machine.cpu_flags,
+        cpu_capability=machine.cpu_capability,
+        cpu_model=machine.cpu_model,
+    )
+
+
 @pytest.fixture(autouse=True)
 def pinned_hardware(monkeypatch):
-    """Every test sees PLAIN_CPU; `pinned_hardware(BF16_CPU)` inside a test switches the simulation."""
+    """Every test sees PLAIN_CPU; `pinned_hardware(BF16_CPU)` inside a test switches the simulation.
+    `use_cpu=True` (`--use_cpu`) is answered as the real layer answers it: the machine's CPU."""
 
     def pin(machine: Hardware) -> Hardware:
-        monkeypatch.setattr(hardware, "detect_hardware", lambda use_cpu=False: machine)
+        monkeypatch.setattr(
+            hardware, "detect_hardware", lambda use_cpu=False: on_cpu(machine) if use_cpu else machine
+        )
         return machine
 
     pin(PLAIN_CPU)
     return pin
+
+
+# The code whose view of the host the simulation changes; libraries keep the real answers (the Trainer saves
+# CUDA random states when torch says a GPU is there, which a CPU build cannot do).
+RECIPE_MODULES = ("recipe", "run_cola", "gpu_bench", "run_bench", "tutorial_loop", "results_md")
+SIMULATED_CPUINFO = "model name\t: simulated host CPU with AMX\nflags\t\t: sse4_2 avx avx2 fma avx512f avx512_bf16 amx_tile amx_bf16\n"
+
+
+def asked_by_recipe() -> bool:
+    """True when the torch function being answered was called from the recipe's own code."""
+    name = sys._getframe(2).f_globals.get("__name__", "")
+    return name.split(".")[0] in RECIPE_MODULES
+
+
+def simulate_gpu_host(patch: pytest.MonkeyPatch, cpuinfo: Path) -> None:
+    """Make the host look like an A100 box with an AMX CPU to the recipe's own code (see the module doc)."""
+    import torch
+
+    answers = {
+        "is_available": lambda *a, **k: True,
+        "is_bf16_supported": lambda *a, **k: True,
+        "device_count": lambda *a, **k: 1,
+        "get_device_name": lambda *a, **k: "simulated host A100",
+        "get_device_capability": lambda *a, **k: (8, 0),
+        "get_device_properties": lambda *a, **k: SimpleNamespace(
+            name="simulated host A100", total_memory=80 << 30
+        ),
+    }
+    for name, answer in answers.items():
+        real = getattr(torch.cuda, name)
+
+        def answered(*args, _real=real, _answer=answer, **kwargs):
+            return _answer(*args, **kwargs) if asked_by_recipe() else _real(*args, **kwargs)
+
+        patch.setattr(torch.cuda, name, answered)
+    real_capability = torch.backends.cpu.get_cpu_capability
+    patch.setattr(
+        torch.backends.cpu,
+        "get_cpu_capability",
+        lambda: "AVX512" if asked_by_recipe() else real_capability(),
+    )
+    cpuinfo.write_text(SIMULATED_CPUINFO, encoding="utf-8")
+    patch.setattr(hardware, "CPUINFO_PATH", cpuinfo)
+    patch.setattr(hardware.read_cpuinfo, "__defaults__", (cpuinfo,))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def simulated_host():
+    """COLA_TEST_SIMULATED_HOST=cuda: the whole session runs on a simulated GPU host (module doc)."""
+    host = os.environ.get(SIMULATED_HOST_ENV, "")
+    if host not in ("", "cuda"):
+        raise pytest.UsageError(f"{SIMULATED_HOST_ENV}={host!r}: the simulated host is 'cuda' (or unset).")
+    with pytest.MonkeyPatch.context() as patch:
+        if host:
+            simulate_gpu_host(patch, CACHE_ROOT / "cpuinfo")
+        yield host
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(CACHE_ROOT, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -149,6 +252,27 @@ def tiny_bert(tmp_path_factory) -> Path:
 @pytest.fixture
 def cola_dir(tmp_path) -> Path:
     return write_cola_release(tmp_path / "cola_public")
+
+
+# The shared finished run's truncation length: not the default 64, so a reader must take the run's own.
+FINISHED_RUN_MAX_SEQ_LENGTH = 12
+
+
+@pytest.fixture(scope="session")
+def finished_run(tiny_bert, tmp_path_factory) -> tuple[Path, Path]:
+    """One finished tiny run, (output folder, data folder), for the tests that only read what a run wrote:
+    one epoch, no checkpoints, max_seq_length 12, report written, a release without out_of_domain_dev (so
+    the per-batch chart falls back to in_domain_dev). A test that writes into the folder must copy it."""
+    import run_cola
+    from recipe.training.arguments import parse_args
+
+    root = tmp_path_factory.mktemp("finished-run")
+    data = write_cola_release(root / "cola", n_train=120, n_dev=70, n_ood=None, seed=4)
+    out = root / "out"
+    flags = ["--num_train_epochs", "1", "--save_strategy", "no"]
+    flags += ["--max_seq_length", str(FINISHED_RUN_MAX_SEQ_LENGTH)]
+    run_cola.main(*parse_args(fast_args(tiny_bert, data, out, *flags)))
+    return out, data
 
 
 def fast_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:

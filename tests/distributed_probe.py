@@ -6,6 +6,8 @@ Launched by `accelerate launch` in place of run_cola.py. Environment variables s
   (the signal a scheduler or `kill PID` would deliver to one process);
 - PROBE_DUMP_STEP, PROBE_DUMP_DIR: at the end of that step every rank saves its own weights as rank<N>.pt;
 - PROBE_NO_SYNC=1: DistributedDataParallel skips its gradient all-reduce (the bug the sync test must catch).
+- PROBE_FIRST_STEP_DIR: every rank writes the first optimizer step it takes to rank<N>.first_step there (a
+  run resumed from checkpoint-N takes step N + 1 first, a fresh start step 1).
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ unprobed_step_end = GracefulStopCallback.on_step_end
 
 
 def probed_step_end(self: GracefulStopCallback, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+    first_step_dir = os.environ.get("PROBE_FIRST_STEP_DIR")
+    if (
+        first_step_dir
+        and not (record := Path(first_step_dir) / f"rank{args.process_index}.first_step").exists()
+    ):
+        record.write_text(str(state.global_step))
     if str(state.global_step) == os.environ.get("PROBE_DUMP_STEP"):
         weights = {name: tensor.detach().clone() for name, tensor in kwargs["model"].state_dict().items()}
         torch.save(weights, Path(os.environ["PROBE_DUMP_DIR"]) / f"rank{args.process_index}.pt")

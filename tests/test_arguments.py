@@ -74,9 +74,14 @@ def test_bad_data_value_is_named():
         parse_args(["--max_seq_length", "1"])
 
 
+def test_the_config_search_finds_the_nested_configs():
+    """What the test below runs over: an empty or top-level-only glob would make it pass by running nothing."""
+    found = {str(c.relative_to(REPO / "configs")) for c in CONFIGS}
+    assert {"minilm-l6-cpu.yaml", "bert-base-uncased.yaml", "accelerate/multi_gpu.yaml"} <= found
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=[str(c.relative_to(REPO)) for c in CONFIGS])
 def test_every_config_loads(config):
-    assert CONFIGS, "configs/ holds no YAML"
     first_line = config.read_text().splitlines()[0]
     assert first_line.startswith("#"), f"{config} must open with a comment giving the command that runs it"
     if "accelerate" in config.parts:

@@ -127,8 +127,13 @@ def test_a_signal_to_one_rank_stops_both_at_that_step_and_the_same_command_resum
     leftover = tmp_path / "leftover"
     shutil.copytree(out, leftover)
 
-    resumed = launch(REPO / "run_cola.py", run_flags)  # the same command, without the probe
+    (tmp_path / "first").mkdir()
+    # The same command, with only the probe that records each rank's first step.
+    resumed = launch(PROBE, run_flags, PROBE_FIRST_STEP_DIR=str(tmp_path / "first"))
     assert resumed.returncode == 0, resumed.stderr[-4000:]
+    # Resumed, not restarted: both ranks' first step followed the checkpoint (a fresh start takes step 1).
+    first_steps = [(tmp_path / "first" / f"rank{rank}.first_step").read_text() for rank in (0, 1)]
+    assert first_steps == [str(SIGNAL_STEP + 1)] * 2
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == TOTAL_STEPS
     # Bit for bit: the resumed run restores each rank's RNG, the optimizer and the data position.
     assert same_weights(

@@ -19,8 +19,16 @@ REPO = Path(__file__).resolve().parent.parent
 SPLITS = ("eval", "in_domain_dev", "out_of_domain_dev")
 
 
-def test_main_writes_metrics_and_a_reloadable_model(tiny_bert, cola_dir, tmp_path):
+def test_main_writes_metrics_and_a_reloadable_model(tiny_bert, cola_dir, tmp_path, monkeypatch):
     out = tmp_path / "out"
+    trainers = []
+    unprobed = run_cola.build_trainer
+
+    def build_and_keep(*args, **kwargs):
+        trainers.append(unprobed(*args, **kwargs))
+        return trainers[-1]
+
+    monkeypatch.setattr(run_cola, "build_trainer", build_and_keep)  # to hold the trained model in memory
     results = run_cola.main(*parse_args(fast_args(tiny_bert, cola_dir, out)))
 
     all_results = json.loads((out / "all_results.json").read_text())
@@ -35,17 +43,17 @@ def test_main_writes_metrics_and_a_reloadable_model(tiny_bert, cola_dir, tmp_pat
     assert state["global_step"] == 2 * -(-180 // 16)  # 2 epochs of 180 examples in batches of 16
     assert sum("eval_matthews_correlation" in entry for entry in state["log_history"]) >= 2  # every epoch
 
-    # The saved model reloads with from_pretrained and gives the same logits as the trained one.
+    # The saved model reloads with from_pretrained and gives the same logits as the trained one in memory.
     model = AutoModelForSequenceClassification.from_pretrained(out).eval()
     tokenizer = AutoTokenizer.from_pretrained(out)
     batch = tokenizer(["The cat sat on the ball.", "Zork the dog ran."], padding=True, return_tensors="pt")
+    [trainer] = trainers
+    trained = trainer.model.eval()
     with torch.no_grad():
-        reloaded = model(**batch).logits
+        reloaded, in_memory = model(**batch).logits, trained(**batch.to(trained.device)).logits
     assert model.config.id2label == {0: "unacceptable", 1: "acceptable"}
     assert reloaded.shape == (2, 2)
-    first = AutoModelForSequenceClassification.from_pretrained(out).eval()
-    with torch.no_grad():
-        assert torch.equal(first(**batch).logits, reloaded)
+    assert torch.equal(reloaded, in_memory.cpu())
 
     # Training changed the encoder's parameters, not only the new head.
     before = load_file(tiny_bert / "model.safetensors")

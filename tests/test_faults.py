@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import fast_args, write_cola_release
+from first_step import record_first_steps
 from safetensors.torch import load_file
 
 import run_cola
@@ -100,6 +101,18 @@ def checkpoint_steps(out: Path) -> list[int]:
     return sorted(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
 
 
+def last_finished_checkpoint(out: Path) -> int:
+    """The highest step whose checkpoint save finished (its trainer_state.json, written last, parses)."""
+    finished = []
+    for step in checkpoint_steps(out):
+        try:
+            json.loads((out / f"checkpoint-{step}" / "trainer_state.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        finished.append(step)
+    return max(finished)
+
+
 def assert_same_result(out: Path, reference: Path) -> None:
     """Same weights, bit for bit, and the same metrics (see PER_PROCESS_METRICS) as the reference."""
     expected, got = load_file(reference / "model.safetensors"), load_file(out / "model.safetensors")
@@ -113,7 +126,7 @@ def assert_same_result(out: Path, reference: Path) -> None:
 
 
 def test_sigkill_after_a_checkpoint_then_same_command_resumes_to_the_same_result(
-    tiny_bert, fault_data, uninterrupted, tmp_path
+    tiny_bert, fault_data, uninterrupted, tmp_path, monkeypatch
 ):
     out, log = tmp_path / "out", tmp_path / "run.log"
     flags = run_flags(tiny_bert, fault_data, out)
@@ -125,16 +138,20 @@ def test_sigkill_after_a_checkpoint_then_same_command_resumes_to_the_same_result
     assert max(checkpoint_steps(out)) < TOTAL_STEPS
 
     first_save = (out / f"checkpoint-{SAVE_STEPS}" / "trainer_state.json").stat().st_mtime_ns
-    resumed = start_run(flags, log)  # the very same command
-    assert resumed.wait() == 0, log.read_text()
-    # Resumed, not restarted: a fresh start would have written checkpoint-4 again.
+    last_saved = last_finished_checkpoint(out)  # a kill during a save leaves that one unfinished
+    # The very same command, in this process this time, so that the steps it takes can be watched.
+    first_steps = record_first_steps(monkeypatch)
+    run_cola.main(*parse_args(flags))
+    # Resumed, not restarted: the run's first step followed the last finished checkpoint, and a fresh
+    # start would have written checkpoint-4 again.
+    assert [run.first_step for run in first_steps] == [last_saved + 1]
     assert (out / f"checkpoint-{SAVE_STEPS}" / "trainer_state.json").stat().st_mtime_ns == first_save
     assert_same_result(out, uninterrupted)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_saves_at_the_next_step_and_the_same_command_resumes(
-    signum, tiny_bert, fault_data, uninterrupted, tmp_path
+    signum, tiny_bert, fault_data, uninterrupted, tmp_path, monkeypatch
 ):
     out, log = tmp_path / "out", tmp_path / "run.log"
     flags = run_flags(tiny_bert, fault_data, out)
@@ -153,7 +170,9 @@ def test_signal_saves_at_the_next_step_and_the_same_command_resumes(
     assert not (out / "all_results.json").exists()  # no evaluation, no final model after a stop
 
     # The same command, in this process this time (saves a second interpreter start-up).
+    first_steps = record_first_steps(monkeypatch)
     run_cola.main(*parse_args(flags))
+    assert [run.first_step for run in first_steps] == [stopped_at + 1]  # resumed, not restarted
     assert_same_result(out, uninterrupted)
 
 
@@ -170,7 +189,7 @@ def truncate(path: Path) -> None:
 
 @pytest.mark.parametrize("damaged_file", ["model.safetensors", "optimizer.pt"])
 def test_a_truncated_checkpoint_is_named_and_fallback_resumes_from_the_previous_one(
-    damaged_file, tiny_bert, fault_data, uninterrupted, tmp_path
+    damaged_file, tiny_bert, fault_data, uninterrupted, tmp_path, monkeypatch
 ):
     out = tmp_path / "out"
     damage_copy(uninterrupted, out, [40, 44])
@@ -181,29 +200,37 @@ def test_a_truncated_checkpoint_is_named_and_fallback_resumes_from_the_previous_
     assert "checkpoint-44" in message and damaged_file in message and "truncated" in message
     assert "--fallback_to_previous_checkpoint" in message
 
+    first_steps = record_first_steps(monkeypatch)
     run_cola.main(*parse_args(run_flags(tiny_bert, fault_data, out, "--fallback_to_previous_checkpoint")))
     assert (out / "corrupt-checkpoint-44").is_dir()  # kept for inspection, out of the Trainer's way
+    assert [run.first_step for run in first_steps] == [41]  # resumed from checkpoint-40
     assert_same_result(out, uninterrupted)
 
 
 def test_a_checkpoint_whose_save_was_cut_off_is_skipped_without_a_flag(
-    tiny_bert, fault_data, uninterrupted, tmp_path
+    tiny_bert, fault_data, uninterrupted, tmp_path, monkeypatch
 ):
     """SIGKILL during a save leaves no trainer_state.json (written last): the same command goes on."""
     out = tmp_path / "out"
     damage_copy(uninterrupted, out, [40, 44])
     (out / "checkpoint-44" / "trainer_state.json").unlink()
     truncate(out / "checkpoint-44" / "optimizer.pt")
+    first_steps = record_first_steps(monkeypatch)
     run_cola.main(*parse_args(run_flags(tiny_bert, fault_data, out)))
     assert (out / "incomplete-checkpoint-44").is_dir()
+    assert [run.first_step for run in first_steps] == [41]  # resumed from checkpoint-40
     assert_same_result(out, uninterrupted)
 
 
-def test_explicit_resume_from_checkpoint_still_works(tiny_bert, fault_data, uninterrupted, tmp_path):
+def test_explicit_resume_from_checkpoint_still_works(
+    tiny_bert, fault_data, uninterrupted, tmp_path, monkeypatch
+):
     source = tmp_path / "elsewhere" / "checkpoint-40"
     shutil.copytree(uninterrupted / "checkpoint-40", source)
     out = tmp_path / "out"
+    first_steps = record_first_steps(monkeypatch)
     run_cola.main(*parse_args(run_flags(tiny_bert, fault_data, out, "--resume_from_checkpoint", str(source))))
+    assert [run.first_step for run in first_steps] == [41]  # resumed from checkpoint-40
     assert_same_result(out, uninterrupted)
 
 

@@ -133,7 +133,8 @@ def test_main_trains_on_each_kind_of_cpu(pinned_hardware, machine, tiny_bert, co
     out = tmp_path / "run"
     flags = [a for a in fast_args(tiny_bert, cola_dir, out, "--max_steps", "6") if a != "--use_cpu"]
     results = run_cola.main(*parse_args(flags))
-    assert results["train_loss"] == pytest.approx(results["train_loss"])  # a number, not NaN
+    # A loss, not NaN or infinity: near ln 2 = 0.69 for two balanced classes, far from 0 after 6 steps.
+    assert 0.3 < results["train_loss"] < 1.5, results["train_loss"]
     before, after = run_dir_parameters(tiny_bert), run_dir_parameters(out)
     assert any(not torch.equal(before[name], after[name]) for name in before)  # it trained
     settings = json.loads((out / "run_args.json").read_text())["settings"]

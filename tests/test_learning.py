@@ -1,5 +1,5 @@
-"""The loop learns a rule that needs word order and a relation between words, and the test that says
-so fails when the model's position embeddings or its attention mask are broken on purpose.
+"""The loop learns a rule that needs word order and a relation between words, and with the model's
+positions scrambled, or its attention mask inverted, on purpose it learns nothing (MCC near 0).
 
 The rule: every sentence holds "the", a noun and a verb; it is acceptable when the noun comes right
 after "the" ("... the dog ran ..."), unacceptable when the verb does ("... the ran dog ..."). Both
@@ -24,6 +24,7 @@ NOUNS = "cat dog bird fish man woman child teacher john mary book tree house bal
 VERBS = "sat ran saw liked ate found gave took".split()
 FILLER = "big small red old new happy quickly slowly on in under with to from and but that who".split()
 PASS_MCC = 0.8  # the learning test's bar, on held-out validation and in-domain dev
+CHANCE_MCC = 0.3  # a control (something broken on purpose) must stay under it in absolute value
 
 
 def order_rows(n: int, seed: int) -> list[tuple[str, int, str, str]]:
@@ -61,36 +62,49 @@ def passes(mccs: dict[str, float]) -> bool:
     return all(mcc >= PASS_MCC for mcc in mccs.values())
 
 
+def near_chance(mccs: dict[str, float]) -> bool:
+    """What a control must show: not just under the pass bar (a half-broken model at 0.79 is), near 0."""
+    return all(abs(mcc) < CHANCE_MCC for mcc in mccs.values())
+
+
 def test_the_loop_learns_a_rule_of_word_order(tiny_bert, order_data, tmp_path):
     mccs = learn_the_rule(tiny_bert, order_data, tmp_path / "out")
     assert passes(mccs), mccs
 
 
-def test_control_without_position_embeddings_the_rule_is_not_learned(
+def test_control_with_scrambled_positions_the_rule_is_not_learned(
     tiny_bert, order_data, tmp_path, monkeypatch
 ):
-    """Every token gets position 0: the encoder sees a bag of words, and the learning test must fail."""
+    """Each sentence's tokens get its positions in a random order, drawn anew at every forward pass: the
+    encoder sees a bag of words, so both held-out MCCs stay near chance (measured -0.07 / -0.05)."""
     intact = modeling_bert.BertEmbeddings.forward
 
-    def no_positions(self, input_ids=None, token_type_ids=None, position_ids=None, **kwargs):
-        return intact(self, input_ids, token_type_ids, torch.zeros_like(input_ids), **kwargs)
+    def scrambled_positions(self, input_ids=None, token_type_ids=None, position_ids=None, **kwargs):
+        rows, length = input_ids.shape
+        shuffled = torch.stack([torch.randperm(length, device=input_ids.device) for _ in range(rows)])
+        return intact(self, input_ids, token_type_ids, shuffled, **kwargs)
 
-    monkeypatch.setattr(modeling_bert.BertEmbeddings, "forward", no_positions)
+    monkeypatch.setattr(modeling_bert.BertEmbeddings, "forward", scrambled_positions)
     mccs = learn_the_rule(tiny_bert, order_data, tmp_path / "out")
-    assert not passes(mccs), mccs
+    assert near_chance(mccs), mccs
 
 
-def test_control_with_a_broken_attention_mask_the_rule_is_not_learned(
+def test_control_with_an_inverted_attention_mask_the_rule_is_not_learned(
     tiny_bert, order_data, tmp_path, monkeypatch
 ):
-    """The mask hides every word from every token (only [CLS] is visible): the test must fail."""
+    """The attention mask inverted (1 - mask, the bug of mixing up "1 = attend" and "1 = padding"): words
+    attend only to padding, so no word sees another and both held-out MCCs stay near chance (measured
+    0.00 / 0.00, loss flat at ln 2).
+
+    The other mask bug one might try, padding made visible (a mask of all ones), does not move this test:
+    with it the model still learns the rule (measured 1.00 / 1.00), as the [PAD] tokens come after the
+    sentence and are the same in training and evaluation. So it is not a control here.
+    """
     intact = modeling_bert.BertModel.forward
 
-    def cls_only_mask(self, *args, attention_mask=None, **kwargs):
-        broken = torch.zeros_like(attention_mask)
-        broken[:, 0] = 1
-        return intact(self, *args, attention_mask=broken, **kwargs)
+    def inverted_mask(self, *args, attention_mask=None, **kwargs):
+        return intact(self, *args, attention_mask=1 - attention_mask, **kwargs)
 
-    monkeypatch.setattr(modeling_bert.BertModel, "forward", cls_only_mask)
+    monkeypatch.setattr(modeling_bert.BertModel, "forward", inverted_mask)
     mccs = learn_the_rule(tiny_bert, order_data, tmp_path / "out")
-    assert not passes(mccs), mccs
+    assert near_chance(mccs), mccs

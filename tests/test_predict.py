@@ -10,7 +10,7 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from conftest import fast_args, write_cola_release
+from conftest import FINISHED_RUN_MAX_SEQ_LENGTH
 from test_reporting import assert_real_png
 from transformers import (
     AutoConfig,
@@ -26,23 +26,19 @@ import run_cola
 from recipe.reports.predictions import read_predictions_tsv
 from recipe.reports.run_args import RUN_ARGS_FILE
 from recipe.serving.predict import load_cola_pipeline, predict_cli, training_max_seq_length
-from recipe.training.arguments import DataArguments, parse_args
+from recipe.training.arguments import DataArguments
 from recipe.training.data import NO_LABEL, read_cola_tsv
 from recipe.training.model import COLA_LABELS, CheckpointError
 from recipe.training.tokenization import tokenize_cola
 
-MAX_SEQ_LENGTH = 12  # not the default 64: predict must read the run's own setting
+MAX_SEQ_LENGTH = FINISHED_RUN_MAX_SEQ_LENGTH  # not the default 64: predict must read the run's own setting
 
 
-@pytest.fixture(scope="module")
-def trained(tiny_bert, tmp_path_factory) -> tuple[Path, Path]:
-    """A run without out_of_domain_dev (so the per-batch chart falls back to in_domain_dev)."""
-    root = tmp_path_factory.mktemp("predict")
-    data = write_cola_release(root / "cola", n_train=120, n_dev=70, n_ood=None, seed=4)
-    out = root / "out"
-    flags = ["--num_train_epochs", "1", "--save_strategy", "no", "--max_seq_length", str(MAX_SEQ_LENGTH)]
-    run_cola.main(*parse_args(fast_args(tiny_bert, data, out, *flags)))
-    return out, data
+@pytest.fixture(scope="session")
+def trained(finished_run) -> tuple[Path, Path]:
+    """The session's finished run (conftest.finished_run): without out_of_domain_dev, so the per-batch
+    chart falls back to in_domain_dev. Read only."""
+    return finished_run
 
 
 def run_predict(*argv: str, stdin: str = "") -> str:

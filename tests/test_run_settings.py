@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from conftest import fast_args
+from first_step import record_first_steps
+from folder_hash import folder_digest
 
 import run_cola
 from recipe.training.arguments import ConfigError, parse_args
@@ -21,15 +23,6 @@ from recipe.training.run_settings import (
 )
 
 STEPS_PER_EPOCH = 12  # 180 training examples in batches of 16
-
-
-def folder_snapshot(folder: Path) -> dict[str, tuple[int, int]]:
-    """Every file under `folder` with its size and modification time: any write, rename or removal shows."""
-    return {
-        str(path.relative_to(folder)): (path.stat().st_size, path.stat().st_mtime_ns)
-        for path in sorted(folder.rglob("*"))
-        if path.is_file()
-    }
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +68,7 @@ def test_a_checkpoint_records_the_settings_its_run_started_with(tiny_bert, lefto
 
 def test_changed_settings_refuse_to_resume_listing_each_key_and_touch_nothing(tiny_bert, leftover, capsys):
     data, out = leftover
-    before = folder_snapshot(out)
+    before = folder_digest(out)
     changed = ["--learning_rate", "3e-3", "--max_seq_length", "32", "--seed", "7", "--weight_decay", "0.1"]
     status = run_cola.cli(fast_args(tiny_bert, data, out, *changed))
     assert status == 2
@@ -86,33 +79,39 @@ def test_changed_settings_refuse_to_resume_listing_each_key_and_touch_nothing(ti
     assert "weight_decay: 0.0 -> 0.1" in message
     assert "--overwrite_output" in message and "another --output_dir" in message
     assert "logging_steps" not in message  # unchanged keys are not listed
-    assert folder_snapshot(out) == before  # refused before anything was written, renamed or removed
+    assert folder_digest(out) == before  # refused before any file was changed, renamed or removed
 
 
-def test_the_same_settings_resume_even_when_output_only_settings_change(tiny_bert, leftover):
+def test_the_same_settings_resume_even_when_output_only_settings_change(tiny_bert, leftover, monkeypatch):
     data, out = leftover
     first_save = (out / f"checkpoint-{STEPS_PER_EPOCH}" / "trainer_state.json").stat().st_mtime_ns
     not_shaping = ["--logging_steps", "3", "--per_device_eval_batch_size", "7", "--write_report", "false"]
+    first_steps = record_first_steps(monkeypatch)
     run_cola.main(*parse_args(fast_args(tiny_bert, data, out, *not_shaping, "--dataloader_num_workers", "0")))
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 2 * STEPS_PER_EPOCH
-    # Resumed, not restarted: a fresh start would have rewritten checkpoint-12.
+    # Resumed, not restarted: the first step followed checkpoint-12, which a fresh start would have rewritten.
+    assert [run.first_step for run in first_steps] == [STEPS_PER_EPOCH + 1]
     assert (out / f"checkpoint-{STEPS_PER_EPOCH}" / "trainer_state.json").stat().st_mtime_ns == first_save
     assert recorded_settings(out / f"checkpoint-{2 * STEPS_PER_EPOCH}") == recorded_settings(
         out / f"checkpoint-{STEPS_PER_EPOCH}"
     )
 
 
-def test_a_checkpoint_from_before_settings_were_recorded_resumes_with_a_warning(tiny_bert, leftover, caplog):
+def test_a_checkpoint_from_before_settings_were_recorded_resumes_with_a_warning(
+    tiny_bert, leftover, caplog, monkeypatch
+):
     data, out = leftover
     state_file = out / f"checkpoint-{STEPS_PER_EPOCH}" / "trainer_state.json"
     state = json.loads(state_file.read_text())
     del state["stateful_callbacks"][RunSettingsCallback.__name__]
     state_file.write_text(json.dumps(state))
     assert recorded_settings(state_file.parent) is None
+    first_steps = record_first_steps(monkeypatch)
     with caplog.at_level(logging.WARNING, logger="recipe.training.run_settings"):
         run_cola.main(*parse_args(fast_args(tiny_bert, data, out, "--learning_rate", "3e-3")))
     assert "recorded no run settings" in caplog.text
+    assert [run.first_step for run in first_steps] == [STEPS_PER_EPOCH + 1]  # resumed, not restarted
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 2 * STEPS_PER_EPOCH
     # The resumed run records its settings from then on.
     assert recorded_settings(out / f"checkpoint-{2 * STEPS_PER_EPOCH}")["learning_rate"] == 3e-3

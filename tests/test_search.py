@@ -83,7 +83,7 @@ def test_search_writes_trials_a_best_config_that_reproduces_its_trial_and_resume
         values["train_sampling_strategy"] == "group_by_length" and values["per_device_eval_batch_size"] == 32
     )
     model_args, data_args, training_args, _ = parse_args(
-        ["--config", str(best_yaml), "--save_strategy", "no"]
+        ["--config", str(best_yaml), "--save_strategy", "no", "--write_report", "false"]
     )
     assert training_args.learning_rate == pytest.approx(float(best_row["learning_rate"]))
     assert training_args.warmup_steps == pytest.approx(float(best_row["warmup_steps"]))

@@ -11,7 +11,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from recipe.runtime.hardware import detect_hardware
+from recipe.runtime import hardware
 
 # The distributions whose versions decide a run's numbers (and the one that uploads it).
 RECORDED_PACKAGES = ("torch", "transformers", "datasets", "accelerate", "evaluate", "huggingface_hub")
@@ -61,7 +61,7 @@ def run_versions(machine: str = "") -> dict[str, str]:
         version = package_version(name)
         if version is not None:
             versions[name] = version
-    versions["machine"] = machine or detect_hardware().describe()
+    versions["machine"] = machine or hardware.detect_hardware().describe()
     commit = git_commit()
     if commit is not None:
         versions["git_commit"] = commit

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-import torch
 from transformers import Pipeline, pipeline
 
 from recipe.reports.predictions import PREDICTION_COLUMNS, tsv_text
 from recipe.reports.run_args import RUN_ARGS_FILE
+from recipe.runtime import hardware
 from recipe.training.arguments import DataArguments
 from recipe.training.model import CheckpointError
 
@@ -310,7 +310,8 @@ def predict_cli(argv: list[str], stdin: TextIO | None = None, stdout: TextIO | N
     except ValueError as err:
         parser.error(str(err))
     model_dir = Path(options.model_dir)
-    device = "cuda" if torch.cuda.is_available() and not options.use_cpu else "cpu"
+    # The hardware layer decides, as for training (tests pin it): the GPU when there is one, unless --use_cpu.
+    device = hardware.detect_hardware(use_cpu=options.use_cpu).device_type
     classifier = load_cola_pipeline(model_dir, device)
     acceptable = acceptable_label(classifier.model.config.id2label, options.acceptable_label, model_dir)
     max_seq_length = training_max_seq_length(model_dir, classifier, options.max_seq_length)
