@@ -26,9 +26,7 @@ import sys
 import warnings
 from pathlib import Path
 
-import onnx
 import torch
-from onnxruntime.quantization import QuantType, quantize_dynamic
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -52,6 +50,7 @@ from recipe.serving.onnx_backend import (
     ONNX_DIR,
     OnnxModelError,
     open_session,
+    require_export_packages,
     session_runner,
 )
 from recipe.training.model import CheckpointError
@@ -60,6 +59,7 @@ logger = logging.getLogger(__name__)
 
 INT8_OPS = ["MatMul", "Gemm"]  # the weight-carrying products; quantizing Gather (embeddings) costs accuracy
 INT8_DROP_EXIT = 1
+EXPORT_PACKAGES = ("onnx", "onnxruntime", "onnxscript")  # the `export` extra; imported where used
 # Two example sentences of different lengths: the exporter specialises a dimension it sees as 0 or 1.
 EXAMPLE_SENTENCES = ["The cat sat on the mat.", "It rained."]
 
@@ -151,6 +151,8 @@ def validate_onnx(path: Path) -> None:
     Raises:
         OnnxModelError: the file is damaged or not a valid ONNX model.
     """
+    import onnx
+
     try:
         onnx.checker.check_model(str(path))
     except Exception as err:  # onnx raises ValidationError, DecodeError, ...
@@ -162,6 +164,8 @@ def validate_onnx(path: Path) -> None:
 
 def quantize_int8(fp32_path: Path, int8_path: Path, per_channel: bool) -> None:
     """Dynamic int8 quantization (module doc): QInt8 weights of INT8_OPS, per channel unless told otherwise."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
     logging.getLogger().disabled = True  # quantize_dynamic logs a pre-processing hint through the root logger
     try:
         quantize_dynamic(
@@ -202,6 +206,8 @@ def build_export_parser() -> argparse.ArgumentParser:
 
 def settings_lines(model_dir: Path, folder: Path, int8: bool, per_channel: bool) -> list[str]:
     """The report's opening: what was exported, how, and the files' sizes."""
+    import onnx
+
     files = [FP32_FILE, *([INT8_FILE] if int8 else [])]
     sizes = ", ".join(f"`{name}` {(folder / name).stat().st_size / 1e6:.1f} MB" for name in files)
     lines = [
@@ -237,6 +243,10 @@ def export_cli(argv: list[str]) -> int:
         DataError: the run's data is not where run_args.json (or --data_dir) says.
     """
     options = build_export_parser().parse_args(argv)
+    try:
+        require_export_packages(EXPORT_PACKAGES)
+    except OnnxModelError as err:
+        raise CheckpointError(str(err)) from err
     model_dir = Path(options.model_dir)
     check_trained_folder(model_dir)
     model, tokenizer = load_for_export(model_dir)

@@ -1,6 +1,6 @@
 """A model exported by `run_cola.py export` (recipe/serving/export.py), run with ONNX Runtime.
 
-This module imports numpy, onnxruntime and tokenizers (the Rust tokenizer behind transformers' fast
+This module imports numpy, onnxruntime (when a model is opened) and tokenizers (the Rust tokenizer behind transformers' fast
 tokenizers) and nothing of torch or transformers, so `predict --backend onnx|int8` computes without them
 (run_cola.py itself still imports transformers to start). The folder `OUT/onnx/` holds `model.onnx`
 (fp32), `model_int8.onnx` (with --int8), the tokenizer and `config.json` (the label names).
@@ -11,13 +11,17 @@ sentence (padding is masked out of attention), results put back in input order.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnxruntime
 import tokenizers
+
+if TYPE_CHECKING:
+    import onnxruntime
 
 ONNX_DIR = "onnx"
 FP32_FILE = "model.onnx"
@@ -35,12 +39,30 @@ class OnnxModelError(ValueError):
     """An exported folder or model file that is missing or does not load (the message names the path)."""
 
 
+def missing_export_packages(names: Sequence[str] = ("onnxruntime",)) -> list[str]:
+    """The packages of the `export` extra among `names` that are not installed."""
+    return [name for name in names if importlib.util.find_spec(name) is None]
+
+
+def require_export_packages(names: Sequence[str] = ("onnxruntime",)) -> None:
+    """Raises OnnxModelError naming the missing packages and the install command."""
+    missing = missing_export_packages(names)
+    if missing:
+        raise OnnxModelError(
+            f"{', '.join(missing)} not installed: the ONNX export and backends need the `export` extra. "
+            'Install it with: pip install -e ".[export]" (make export does so).'
+        )
+
+
 def open_session(path: Path, threads: int | None = None) -> onnxruntime.InferenceSession:
     """An ONNX Runtime session on the CPU for `path`; `threads`: intra-op threads (None: ONNX Runtime's choice).
 
     Raises:
         OnnxModelError: the file is missing or ONNX Runtime cannot load it (damaged, not ONNX).
     """
+    require_export_packages()
+    import onnxruntime  # imported here: the base install (torch predict) runs without the export extra
+
     if not path.is_file():
         raise OnnxModelError(
             f"{path}: no such file. Write it with `python run_cola.py export --model_dir OUT` (--int8 for "
