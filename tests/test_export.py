@@ -162,6 +162,8 @@ def test_the_reports_numbers_are_recomputed_from_the_written_logits(exported):
             ).astype(np.float64)
             for backend in titles
         }
+        # The torch column is the trained model's own logits for these sentences, in this order.
+        np.testing.assert_allclose(logits["torch"], torch_logits(out, [row[-1] for row in chosen]), atol=1e-5)
         for backend, title in titles.items():
             cells = rows[(split, title)]
             predicted = logits[backend].argmax(-1)
