@@ -14,7 +14,7 @@ did (its max_seq_length) and padded to the longest sentence of each batch:
 Every backend gets one thread (torch.set_num_threads(1), ONNX Runtime intra_op_num_threads=1): on a
 shared 2-core machine a second thread measures the neighbours as much as the model. Tokenization is
 not timed (the same for every backend). Batch 32: sentences sorted by length, sentences/s over the whole
-set. Batch 1: each sentence alone, sentences/s and p50/p95 latency. `--repeats N` runs every backend N
+set (MCC from this pass: dynamic int8 labels depend on the batching). Batch 1: each sentence alone, sentences/s and p50/p95 latency. `--repeats N` runs every backend N
 times in turn and reports medians. MCC is each backend's on the in-domain dev labels.
 
 Results: printed, and written to the "inference" section of bench/RESULTS.md.
@@ -73,8 +73,8 @@ def bf16_runner(model: Any):
 def timed_pass(
     run, rows: list[dict[str, list[int]]], batch_size: int, pad_id: int
 ) -> tuple[list[float], np.ndarray]:
-    """Seconds per batch (sorted by length) and the logits in input order."""
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
+    """Seconds per batch (longest first, as predict batches) and the logits in input order."""
+    order = sorted(range(len(rows)), key=lambda i: -len(rows[i]["input_ids"]))
     batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     for chosen in batches[:WARMUP_BATCHES]:
         run(pad_batch([rows[i] for i in chosen], pad_id))

@@ -27,7 +27,7 @@ from recipe.reports.plots import markdown_table
 from recipe.reports.predictions import read_predictions_tsv, tsv_text
 from recipe.reports.run_args import RUN_ARGS_FILE
 from recipe.runtime.io import write_text_atomic
-from recipe.serving.onnx_backend import BatchRunner, logits_in_order
+from recipe.serving.onnx_backend import DEFAULT_BATCH_SIZE, BatchRunner, logits_in_order
 from recipe.training import splits
 from recipe.training.arguments import DataArguments
 from recipe.training.data import load_cola_splits
@@ -47,7 +47,6 @@ EXPORT_REPORT_FILE = "export_report.md"
 EXPORT_PREDICTIONS_FILE = "export_predictions.tsv"
 CARD_START = "<!-- onnx-export:start -->"
 CARD_END = "<!-- onnx-export:end -->"
-EVAL_BATCH_SIZE = 32  # the recipe's CPU evaluation batch (recipe/runtime/hardware.py)
 
 
 @dataclass
@@ -211,7 +210,7 @@ def check_export(
         check_same_sentences(model_dir, split, check.sentences)
         rows = encode_split(dataset, tokenizer, data_args)
         for backend, run in runners.items():
-            check.logits[backend] = logits_in_order(run, rows, pad_id, EVAL_BATCH_SIZE)
+            check.logits[backend] = logits_in_order(run, rows, pad_id, DEFAULT_BATCH_SIZE)
         checks.append(check)
     if not checks:
         raise CheckpointError(
@@ -278,7 +277,9 @@ def report_markdown(check: ExportCheck, settings: Sequence[str]) -> str:
             "",
             scores_table(check),
             "",
-            f"Label agreement and logit differences are against torch fp32 on the same padded batches. MCC - "
+            f"Every backend ran the same batches: {DEFAULT_BATCH_SIZE} sentences, longest first, as `predict` "
+            "batches by default (dynamic int8 labels depend on the batching; fp32 does not). "
+            f"Label agreement and logit differences are against torch fp32. MCC - "
             f"torch: with a 95% paired bootstrap interval ({N_RESAMPLES} resamples of the split's sentences, "
             f"each scoring both backends). Every logit is in `{EXPORT_PREDICTIONS_FILE}`.",
             "",

@@ -32,6 +32,7 @@ from transformers import Pipeline, pipeline
 from recipe.reports.predictions import PREDICTION_COLUMNS, tsv_text
 from recipe.reports.run_args import RUN_ARGS_FILE
 from recipe.runtime import hardware
+from recipe.serving.onnx_backend import DEFAULT_BATCH_SIZE
 from recipe.training.arguments import DataArguments
 from recipe.training.model import CheckpointError
 
@@ -332,7 +333,9 @@ def build_predict_parser() -> argparse.ArgumentParser:
         default="table",
         help="Output format; tsv: the columns of a run's <split>_predictions.tsv (label empty).",
     )
-    parser.add_argument("--batch_size", type=int, default=64, help="Sentences per forward pass.")
+    parser.add_argument(
+        "--batch_size", type=int, default=DEFAULT_BATCH_SIZE, help="Sentences per forward pass."
+    )
     parser.add_argument(
         "--max_seq_length", type=int, default=None, help="Override the training run's truncation length."
     )
