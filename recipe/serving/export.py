@@ -53,6 +53,7 @@ from recipe.serving.onnx_backend import (
     require_export_packages,
     session_runner,
 )
+from recipe.serving.predict import check_model_folder
 from recipe.training.model import CheckpointError
 
 logger = logging.getLogger(__name__)
@@ -72,15 +73,7 @@ def check_trained_folder(model_dir: Path) -> None:
     Raises:
         CheckpointError: no folder, no config.json or no safetensors weights (names the path).
     """
-    if not model_dir.is_dir():
-        raise CheckpointError(
-            f"--model_dir {model_dir}: no such folder. Pass the --output_dir of a training run."
-        )
-    if not (model_dir / "config.json").is_file():
-        raise CheckpointError(
-            f"--model_dir {model_dir} is not a trained model: it has no config.json. Pass the --output_dir of "
-            "a finished training run."
-        )
+    check_model_folder(model_dir)
     if not any(model_dir.glob("model*.safetensors")):
         raise CheckpointError(
             f"--model_dir {model_dir} has no model.safetensors: export reads safetensors weights only, as "

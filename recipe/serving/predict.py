@@ -52,6 +52,21 @@ class Prediction:
     prob_acceptable: float
 
 
+def check_model_folder(model_dir: Path, what: str = "a finished training run") -> None:
+    """Refuse a --model_dir that is no folder or has no model config, naming it and what to pass (`what`).
+
+    Raises:
+        CheckpointError: no such folder, or no config.json in it.
+    """
+    if not model_dir.is_dir():
+        raise CheckpointError(f"--model_dir {model_dir}: no such folder. Pass the --output_dir of {what}.")
+    if not (model_dir / "config.json").is_file():
+        raise CheckpointError(
+            f"--model_dir {model_dir} is not a trained model: it has no config.json. Pass the --output_dir "
+            f"of {what}."
+        )
+
+
 def load_cola_pipeline(model_dir: Path, device: str = "cpu") -> Pipeline:
     """The stock text-classification pipeline on a fine-tuned CoLA folder (model and tokenizer).
 
@@ -59,15 +74,7 @@ def load_cola_pipeline(model_dir: Path, device: str = "cpu") -> Pipeline:
         CheckpointError: the folder is missing, has no model config, does not load as a two-label
             classifier with its tokenizer.
     """
-    if not model_dir.is_dir():
-        raise CheckpointError(
-            f"--model_dir {model_dir}: no such folder. Pass the --output_dir of a finished training run."
-        )
-    if not (model_dir / "config.json").is_file():
-        raise CheckpointError(
-            f"--model_dir {model_dir} is not a trained model: it has no config.json. Pass the --output_dir "
-            "of a finished training run (or one of its checkpoint-N folders)."
-        )
+    check_model_folder(model_dir, "a finished training run (or one of its checkpoint-N folders)")
     try:
         # Safetensors only, as training loads checkpoints (pickle weights can run code when loaded).
         classifier = pipeline(
