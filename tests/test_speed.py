@@ -140,7 +140,9 @@ def test_tutorial_loop_runs_a_few_steps(tiny_bert, cola_dir):
     assert result["train_steps"] == 3 and result["train_samples"] == 3 * 32
     assert result["train_padded_tokens"] == 3 * 32 * 64  # the tutorial pads every sentence to 64
     assert 0 < result["train_real_tokens"] < result["train_padded_tokens"]
-    assert result["eval_samples"] == 60
+    assert result["eval_samples"] == 60 + 20  # in-domain dev, and 10% of the 200 training rows
+    for split in ("validation", "in_domain_dev"):
+        assert -1.0 <= result[f"{split}_matthews_correlation"] <= 1.0
 
 
 def test_bench_measures_and_reports_a_recipe_variant(tiny_bert, cola_dir, tmp_path):
